@@ -1,0 +1,45 @@
+# make demo: a full rehearsal of an upgrade on the embedded demo overcloud.
+# make test: the same set-up, then every test, the notebooks and the docs.
+# Both create .venv themselves; nothing outside the checkout is installed.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HEAT_VENV ?= .venv-heat
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test unit docs bench install heat clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg setup.py requirements-test.txt requirements-nodeps.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e . -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+heat: $(HEAT_VENV)/.installed
+
+$(HEAT_VENV)/.installed: tests/heatserver/install.sh
+	bash tests/heatserver/install.sh $(HEAT_VENV)
+
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh
+
+test: install heat demo
+	HEAT_VENV=$(CURDIR)/$(HEAT_VENV) $(BIN)/python -m pytest -q tests
+	$(MAKE) docs
+
+unit: install
+	$(BIN)/python -m pytest -q tests
+
+docs: install
+	$(BIN)/sphinx-build -q -W --keep-going -b html doc doc/_build/html
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(HEAT_VENV) doc/_build .pytest_cache

@@ -1,0 +1,30 @@
+"""composable_upgrades: staged, service-by-service TripleO overcloud upgrades.
+
+The workflow: load :class:`StackOutputs`, :func:`prepare` a plan into the
+stack's working directory, review it, run its stages, converge. Every step is
+a typed function over plain data; nothing here prints.
+"""
+
+from composable_upgrades.dependencies import Dependencies
+from composable_upgrades.errors import (
+    DependencyCycleError, HeatError, InputFileError, LockedError, OutputsError,
+    PlanNotFoundError, RunError, StageError, StageNotFinishedError,
+    UnknownHostError, UnknownRoleError, UnsafeNameError, UpgradeError,
+    WorkdirError)
+from composable_upgrades.fleet import Fleet
+from composable_upgrades.model import Deployment, Host, Role, Task
+from composable_upgrades.outputs import StackOutputs
+from composable_upgrades.plan import RolePlay, Stage, Step, UpgradePlan, build_plan
+from composable_upgrades.prepare import PrepareResult, plan_upgrade, prepare
+from composable_upgrades.workdir import PreparedPlan, Workdir, default_working_dir
+
+__all__ = [
+    "StackOutputs", "Deployment", "Host", "Role", "Task", "Dependencies",
+    "UpgradePlan", "Stage", "Step", "RolePlay", "build_plan", "plan_upgrade",
+    "prepare", "PrepareResult", "PreparedPlan", "Workdir",
+    "default_working_dir", "Fleet",
+    "UpgradeError", "OutputsError", "InputFileError", "UnknownRoleError",
+    "UnknownHostError", "UnsafeNameError", "DependencyCycleError",
+    "WorkdirError", "PlanNotFoundError", "StageError",
+    "StageNotFinishedError", "LockedError", "RunError", "HeatError",
+]

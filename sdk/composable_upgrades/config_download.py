@@ -1,0 +1,126 @@
+"""Stack outputs rebuilt from a tripleo-common config-download directory.
+
+tripleo-common's ``Config.download_config`` writes, per role,
+``<Role>/upgrade_tasks.yaml`` and ``<Role>/post_upgrade_tasks.yaml``,
+``group_vars/<Role>`` (with ``service_names``), ``host_vars/<host>`` (with
+``fqdn_ctlplane``/``ctlplane_ip``), and RoleConfig's entries as
+``<name>.yaml`` (``global_vars.yaml``, ``external_upgrade_steps_tasks.yaml``).
+python-tripleoclient adds ``tripleo-ansible-inventory.yaml``. This module
+reads those back into the outputs' shape.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import yaml
+
+from composable_upgrades.errors import OutputsError
+
+try:
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+INVENTORY = "tripleo-ansible-inventory.yaml"
+_ROLE_FILES = ("upgrade_tasks.yaml", "post_upgrade_tasks.yaml")
+_PRE_NETWORK = re.compile(r"^pre_network_(.+)$")
+
+
+def _load(path: str, source: str) -> Any:
+    try:
+        with open(path, "rb") as handle:
+            return yaml.load(handle, Loader=_Loader)  # noqa: S506 - safe loader
+    except OSError as exc:
+        raise OutputsError(f"cannot read {os.path.relpath(path, source)}: "
+                           f"{exc.strerror}", source=source) from exc
+    except yaml.YAMLError as exc:
+        raise OutputsError(f"{os.path.relpath(path, source)} is not valid YAML",
+                           source=source) from exc
+
+
+def _role_order(directory: str, inventory: Any) -> list[str]:
+    """Roles in the inventory's order, then any other role folder, sorted."""
+    found = sorted(
+        name for name in os.listdir(directory)
+        if os.path.isdir(os.path.join(directory, name))
+        and any(os.path.isfile(os.path.join(directory, name, f)) for f in _ROLE_FILES))
+    ordered: list[str] = []
+    if isinstance(inventory, dict):
+        groups = inventory.get("all", {}).get("children", inventory) or {}
+        overcloud = groups.get("overcloud") or groups.get("allovercloud") or {}
+        children = overcloud.get("children") if isinstance(overcloud, dict) else None
+        if isinstance(children, (dict, list)):
+            ordered = [r for r in children if r in found]
+    return ordered + [r for r in found if r not in ordered]
+
+
+def read_config_download(directory: str) -> dict[str, Any]:
+    """Outputs (RoleData, RoleGroupVars, AnsibleHostVarsMap, RoleConfig ...)."""
+    if not os.path.isdir(directory):
+        raise OutputsError("not a config-download directory (no such "
+                           "directory)", source=directory)
+    inventory_path = os.path.join(directory, INVENTORY)
+    inventory = (_load(inventory_path, directory)
+                 if os.path.isfile(inventory_path) else None)
+    roles = _role_order(directory, inventory)
+    if not roles:
+        raise OutputsError("not a config-download directory: no "
+                           "<Role>/upgrade_tasks.yaml found", source=directory)
+    group_vars: dict[str, Any] = {}
+    role_data: dict[str, Any] = {}
+    for role in roles:
+        gv_path = os.path.join(directory, "group_vars", role)
+        gvars = _load(gv_path, directory) if os.path.isfile(gv_path) else {}
+        group_vars[role] = gvars or {}
+        data: dict[str, Any] = {"service_names": (gvars or {}).get("service_names", [])}
+        for name in _ROLE_FILES:
+            path = os.path.join(directory, role, name)
+            data[name[:-len(".yaml")]] = (_load(path, directory) or []
+                                          if os.path.isfile(path) else [])
+        role_data[role] = data
+    role_config: dict[str, Any] = {}
+    for name in ("global_vars", "external_upgrade_steps_tasks"):
+        path = os.path.join(directory, f"{name}.yaml")
+        if os.path.isfile(path):
+            role_config[name] = _load(path, directory)
+    return {
+        "RoleData": role_data,
+        "RoleGroupVars": group_vars,
+        "AnsibleHostVarsMap": _host_vars(directory, roles, inventory),
+        "RoleConfig": role_config,
+    }
+
+
+def _host_vars(directory: str, roles: list[str], inventory: Any
+               ) -> dict[str, dict[str, Any]]:
+    """Hosts per role, from the inventory if there is one, else host_vars/."""
+    result: dict[str, dict[str, Any]] = {}
+    groups = inventory.get("all", {}).get("children", inventory) \
+        if isinstance(inventory, dict) else None
+    if isinstance(groups, dict):
+        for role in roles:
+            hosts = (groups.get(role) or {}).get("hosts") or {}
+            for name, hvars in hosts.items():
+                hvars = hvars or {}
+                result.setdefault(role, {})[name] = {
+                    "fqdn_ctlplane": hvars.get("ctlplane_hostname")
+                    or hvars.get("canonical_hostname"),
+                    "ctlplane_ip": hvars.get("ctlplane_ip") or hvars.get("ansible_host"),
+                }
+        if result:
+            return result
+    host_dir = os.path.join(directory, "host_vars")
+    if not os.path.isdir(host_dir):
+        return result
+    for name in sorted(os.listdir(host_dir)):
+        hvars = _load(os.path.join(host_dir, name), directory) or {}
+        role = next((m.group(1) for key in hvars
+                     if (m := _PRE_NETWORK.match(str(key)))), None)
+        if role in roles:
+            result.setdefault(role, {})[name] = {
+                key: hvars[key] for key in ("fqdn_ctlplane", "ctlplane_ip")
+                if key in hvars}
+    return {role: result[role] for role in roles if role in result}

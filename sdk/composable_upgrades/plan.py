@@ -1,0 +1,350 @@
+"""The upgrade plan: stages -> steps -> role plays -> services -> tasks.
+
+:func:`build_plan` decides everything that runs and in which order; the
+playbooks and the inventory written by :mod:`.prepare` are a rendering of it,
+and ``plan.json`` is its serialised form (:meth:`UpgradePlan.to_dict`), which
+:func:`plan_rows` and :func:`plan_frame` turn into tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from composable_upgrades import stages as stagelib
+from composable_upgrades.dependencies import Dependencies, order_tasks, stable_order
+from composable_upgrades.errors import StageError, UnknownRoleError, UpgradeError
+from composable_upgrades.model import EXTERNAL_KIND, Deployment, Task
+from composable_upgrades.steps import STEP_RANGES
+from composable_upgrades.variables import select_vars, used_names
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+
+    from composable_upgrades.fleet import Fleet
+
+PLAN_FORMAT = 1
+UNDERCLOUD_GROUP = "Undercloud"
+UNDERCLOUD_HOST = "undercloud"
+UNATTRIBUTED = "(unattributed)"
+
+#: Stage kinds: how a stage runs.
+KIND_CONTROLPLANE = "controlplane"  # all hosts together; any failure stops it
+KIND_BATCHED = "batched"            # hosts in batches; max-fail percentage
+KIND_EXTERNAL = "external"          # on the undercloud, by step
+KIND_CONVERGE = "converge"          # deployment-wide, after every stage
+
+
+@dataclass(frozen=True)
+class RolePlay:
+    """The tasks one role runs at one step, in order."""
+
+    role: str
+    hosts: tuple[str, ...]
+    tasks: tuple[Task, ...]
+
+    @property
+    def services(self) -> list[str | None]:
+        """Services of the tasks, in order of first task (None: unattributed)."""
+        return list(dict.fromkeys(t.service for t in self.tasks))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a stage: a barrier over the stage's (or batch's) hosts."""
+
+    number: int
+    plays: tuple[RolePlay, ...]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A group of roles upgraded together, step by step."""
+
+    name: str
+    kind: str
+    task_kind: str
+    roles: tuple[str, ...]
+    hosts: tuple[str, ...]
+    steps: tuple[Step, ...]
+
+    @property
+    def playbook(self) -> str:
+        """File name of the stage playbook in the plan folder."""
+        return f"{self.name}.yaml"
+
+    def step_playbook(self, step: int) -> str:
+        """File name of the playbook of one step of this stage."""
+        return f"{self.name}_step{step}.yaml"
+
+
+@dataclass(frozen=True)
+class UpgradePlan:
+    """What an upgrade runs, where and in which order."""
+
+    deployment: Deployment
+    stages: tuple[Stage, ...]
+    dependencies: Dependencies
+    stage_source: str
+    warnings: tuple[str, ...] = ()
+    fleet: Fleet | None = None
+    global_vars: Mapping[str, Any] = field(default_factory=dict, repr=False,
+                                           compare=False)
+    role_vars: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False)
+    withheld_vars: tuple[str, ...] = ()
+
+    @property
+    def stack(self) -> str:
+        """Name of the overcloud stack."""
+        return self.deployment.stack
+
+    def stage(self, name: str) -> Stage:
+        """The stage called ``name``; :class:`StageError` if none."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise StageError(f"unknown stage {name!r} (stages: "
+                         f"{', '.join(s.name for s in self.stages)})", stage=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain data: what ``plan.json`` holds."""
+        deployment = self.deployment
+        stage_of = {r: s.name for s in self.stages
+                    if s.kind in (KIND_CONTROLPLANE, KIND_BATCHED) for r in s.roles}
+        return {
+            "format": PLAN_FORMAT,
+            "stack": self.stack,
+            "stages": [_stage_dict(s) for s in self.stages],
+            "roles": {r.name: {"stage": stage_of.get(r.name),
+                               "services": list(r.services),
+                               "hosts": list(r.hosts)}
+                      for r in deployment.roles},
+            "hosts": {h.name: {"role": h.role, "fqdn": h.fqdn,
+                               "address": h.address}
+                      for h in deployment.hosts.values()},
+            "dependencies": self.dependencies.to_dict(),
+            "dependency_sources": list(self.dependencies.sources),
+            "stage_source": self.stage_source,
+            "vars": {"global": list(self.global_vars),
+                     "roles": {r: list(v) for r, v in self.role_vars.items()},
+                     "withheld": list(self.withheld_vars)},
+            "warnings": list(self.warnings),
+            "fleet": self.fleet.to_dict() if self.fleet else None,
+        }
+
+    def rows(self, by: str = "step", *, stage: str | None = None,
+             role: str | None = None) -> tuple[list[str], list[tuple]]:
+        """Columns and rows of the plan table (see :func:`plan_rows`)."""
+        return plan_rows(self.to_dict(), by, stage=stage, role=role)
+
+    def to_frame(self) -> pandas.DataFrame:
+        """One row per stage/step/role/service with task counts."""
+        return plan_frame(self.to_dict())
+
+
+def _stage_dict(stage: Stage) -> dict[str, Any]:
+    return {
+        "name": stage.name, "kind": stage.kind, "task_kind": stage.task_kind,
+        "roles": list(stage.roles), "hosts": list(stage.hosts),
+        "playbook": stage.playbook,
+        "steps": [{
+            "step": step.number,
+            "playbook": stage.step_playbook(step.number),
+            "plays": [{
+                "role": play.role, "hosts": list(play.hosts),
+                "services": [s or UNATTRIBUTED for s in play.services],
+                "tasks": [{"name": t.name, "service": t.service,
+                           "index": t.index, "never": t.never,
+                           "binding": t.binding.source}
+                          for t in play.tasks],
+            } for play in step.plays],
+        } for step in stage.steps],
+    }
+
+
+def build_plan(deployment: Deployment, *,
+               stages_file: str | os.PathLike[str] | None = None,
+               dependencies: Dependencies | None = None,
+               fleet: Fleet | None = None) -> UpgradePlan:
+    """Plan the upgrade of ``deployment``."""
+    dependencies = dependencies or Dependencies.builtin()
+    assignment = stagelib.assign_stages(deployment, stages_file)
+    warnings: list[str] = []
+    stages: list[Stage] = []
+    if deployment.external_upgrade_tasks:
+        stages.append(_external_stage(deployment, dependencies))
+    upgrade_roles: list[str] = []
+    for name, roles in assignment.stages:
+        kind = KIND_CONTROLPLANE if name == stagelib.CONTROLPLANE else KIND_BATCHED
+        stages.append(_role_stage(deployment, name, kind, "upgrade_tasks",
+                                  roles, dependencies, warnings))
+        upgrade_roles.extend(roles)
+    stages.append(_role_stage(deployment, stagelib.CONVERGE, KIND_CONVERGE,
+                              "post_upgrade_tasks", tuple(upgrade_roles),
+                              dependencies, warnings))
+    for role in deployment.roles:
+        if not role.hosts:
+            warnings.append(f"role {role.name} has no hosts: nothing of it runs")
+    global_vars, role_vars, withheld = _inventory_vars(deployment, stages)
+    for name in withheld:
+        warnings.append(f"variable {name} is used by tasks but holds secrets: "
+                        "left out of the inventory")
+    return UpgradePlan(deployment=deployment, stages=tuple(stages),
+                       dependencies=dependencies, stage_source=assignment.source,
+                       warnings=tuple(warnings), fleet=fleet,
+                       global_vars=global_vars, role_vars=role_vars,
+                       withheld_vars=tuple(withheld))
+
+
+def _inventory_vars(deployment: Deployment, stages: Sequence[Stage]
+                    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[str]]:
+    """Variables the planned tasks use: global ones and each role's own."""
+    used_by_role: dict[str, set[str]] = {}
+    for stage in stages:
+        for step in stage.steps:
+            for play in step.plays:
+                used_by_role.setdefault(play.role, set()).update(
+                    used_names(t.body for t in play.tasks))
+    everything = set().union(*used_by_role.values()) if used_by_role else set()
+    global_vars, withheld = select_vars(deployment.global_vars, everything)
+    role_vars: dict[str, dict[str, Any]] = {}
+    for role in deployment.roles:
+        selected, held = select_vars(role.group_vars,
+                                     used_by_role.get(role.name, set()))
+        selected.setdefault("tripleo_role_name", role.name)
+        role_vars[role.name] = selected
+        withheld.extend(held)
+    return global_vars, role_vars, sorted(set(withheld))
+
+
+def _role_stage(deployment: Deployment, name: str, kind: str, task_kind: str,
+                roles: Sequence[str], dependencies: Dependencies,
+                warnings: list[str]) -> Stage:
+    role_objs = [deployment.role(r) for r in roles]
+    steps = []
+    for number in STEP_RANGES[task_kind]:
+        plays = []
+        for role in role_objs:
+            if not role.hosts:
+                continue
+            tasks = [t for t in role.tasks(task_kind) if t.runs_at(number)]
+            if tasks:
+                ordered = order_tasks(tasks, lambda t: t.service, dependencies)
+                plays.append(RolePlay(role.name, role.hosts, tuple(ordered)))
+        if plays:
+            steps.append(Step(number, _order_plays(plays, dependencies, name,
+                                                   number, warnings)))
+    hosts = tuple(h for r in role_objs for h in r.hosts)
+    return Stage(name=name, kind=kind, task_kind=task_kind,
+                 roles=tuple(r.name for r in role_objs), hosts=hosts,
+                 steps=tuple(steps))
+
+
+def _order_plays(plays: list[RolePlay], dependencies: Dependencies, stage: str,
+                 step: int, warnings: list[str]) -> tuple[RolePlay, ...]:
+    """Order the role plays of a step so dependencies run first."""
+    by_role = {p.role: p for p in plays}
+    services = {p.role: {s for s in p.services if s} for p in plays}
+
+    def must_follow(a: str, b: str) -> bool:
+        return any(dep in services[b] for s in services[a]
+                   for dep in dependencies.requires(s))
+
+    ordered, dropped = stable_order(list(by_role), must_follow)
+    for a, b in dropped:
+        warnings.append(
+            f"stage {stage} step {step}: roles {a} and {b} depend on each "
+            f"other's services; {a} runs first, as in the outputs")
+    return tuple(by_role[r] for r in ordered)
+
+
+def _external_stage(deployment: Deployment, dependencies: Dependencies) -> Stage:
+    steps = []
+    for number in STEP_RANGES[EXTERNAL_KIND]:
+        tasks = [t for t in deployment.external_upgrade_tasks if t.runs_at(number)]
+        if tasks:
+            ordered = order_tasks(tasks, lambda t: t.service, dependencies)
+            steps.append(Step(number, (RolePlay(UNDERCLOUD_GROUP, (UNDERCLOUD_HOST,),
+                                                tuple(ordered)),)))
+    return Stage(name=stagelib.EXTERNAL, kind=KIND_EXTERNAL,
+                 task_kind=EXTERNAL_KIND, roles=(UNDERCLOUD_GROUP,),
+                 hosts=(UNDERCLOUD_HOST,), steps=tuple(steps))
+
+
+# -- tables ---------------------------------------------------------------
+
+PLAN_BY = ("step", "service", "task")
+
+
+def plan_rows(plan: Mapping[str, Any], by: str = "step", *,
+              stage: str | None = None, role: str | None = None
+              ) -> tuple[list[str], list[tuple]]:
+    """The plan as a table: one row per step and role, per service or per task.
+
+    ``plan`` is :meth:`UpgradePlan.to_dict` output (or a loaded ``plan.json``).
+    """
+    if by not in PLAN_BY:
+        raise UpgradeError(f"cannot show the plan by {by!r} (use one of "
+                           f"{', '.join(PLAN_BY)})")
+    stages = plan["stages"]
+    if stage is not None and stage not in [s["name"] for s in stages]:
+        raise StageError(f"unknown stage {stage!r} (stages: "
+                         f"{', '.join(s['name'] for s in stages)})", stage=stage)
+    if role is not None and role not in plan["roles"] and role != UNDERCLOUD_GROUP:
+        raise UnknownRoleError(role, where="plan", known=list(plan["roles"]))
+    columns = {
+        "step": ["Stage", "Step", "Role", "Hosts", "Services", "Tasks", "Never"],
+        "service": ["Stage", "Step", "Role", "Service", "Tasks", "Never"],
+        "task": ["Stage", "Step", "Role", "Service", "Task", "Never", "Bound by"],
+    }[by]
+    rows: list[tuple] = []
+    for st in stages:
+        if stage is not None and st["name"] != stage:
+            continue
+        for step in st["steps"]:
+            for play in step["plays"]:
+                if role is not None and play["role"] != role:
+                    continue
+                key = (st["name"], step["step"], play["role"])
+                tasks = play["tasks"]
+                if by == "step":
+                    rows.append(key + (len(play["hosts"]), len(play["services"]),
+                                       len(tasks), sum(t["never"] for t in tasks)))
+                elif by == "service":
+                    for service in play["services"]:
+                        mine = [t for t in tasks
+                                if (t["service"] or UNATTRIBUTED) == service]
+                        rows.append(key + (service, len(mine),
+                                           sum(t["never"] for t in mine)))
+                else:
+                    rows.extend(key + (t["service"] or UNATTRIBUTED, t["name"],
+                                       t["never"], t["binding"]) for t in tasks)
+    return columns, rows
+
+
+def plan_summary(plan: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
+    """One row per stage: roles, hosts, steps and tasks."""
+    rows = []
+    for st in plan["stages"]:
+        tasks = sum(len(p["tasks"]) for s in st["steps"] for p in s["plays"])
+        steps = [s["step"] for s in st["steps"]]
+        span = f"{steps[0]}-{steps[-1]}" if steps else "-"
+        rows.append((st["name"], ", ".join(st["roles"]), len(st["hosts"]),
+                     span, tasks))
+    return ["Stage", "Roles", "Hosts", "Steps", "Tasks"], rows
+
+
+def plan_frame(plan: Mapping[str, Any]) -> pandas.DataFrame:
+    """The plan as a DataFrame: one row per stage/step/role/service."""
+    import pandas
+
+    columns, rows = plan_rows(plan, "service")
+    hosts = {(st["name"], step["step"], play["role"]): len(play["hosts"])
+             for st in plan["stages"] for step in st["steps"]
+             for play in step["plays"]}
+    frame = pandas.DataFrame(rows, columns=[c.lower() for c in columns])
+    frame.insert(3, "hosts", [hosts[(r[0], r[1], r[2])] for r in rows])
+    return frame

@@ -1,0 +1,80 @@
+"""prepare: stack outputs in, a reviewable plan folder out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from composable_upgrades.dependencies import Dependencies
+from composable_upgrades.fleet import Fleet
+from composable_upgrades.inventory import render_inventory
+from composable_upgrades.model import Deployment
+from composable_upgrades.outputs import StackOutputs
+from composable_upgrades.plan import UpgradePlan, build_plan
+from composable_upgrades.playbooks import render_playbooks
+from composable_upgrades.serialize import to_json
+from composable_upgrades.workdir import PLAN_FILE, PreparedPlan, Workdir, content_hash
+
+INVENTORY_FILE = "inventory.yaml"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """What prepare wrote: the plan, where, and whether it changed."""
+
+    plan: UpgradePlan
+    prepared: PreparedPlan
+    changed: bool
+
+    @property
+    def plan_dir(self) -> str:
+        """The plan folder."""
+        return self.prepared.path
+
+
+def render(plan: UpgradePlan) -> dict[str, str]:
+    """Every file of the plan folder: relative path -> text."""
+    files = render_playbooks(plan)
+    files[INVENTORY_FILE] = render_inventory(plan)
+    files[PLAN_FILE] = to_json(plan.to_dict())
+    return files
+
+
+def plan_upgrade(outputs: StackOutputs, *, stack: str | None = None,
+                 stages_file: str | os.PathLike[str] | None = None,
+                 dependencies_file: str | os.PathLike[str] | None = None,
+                 fleet: Fleet | None = None) -> UpgradePlan:
+    """The upgrade plan for ``outputs``, without writing anything."""
+    deployment = Deployment.from_outputs(outputs, stack=stack)
+    return build_plan(deployment, stages_file=stages_file,
+                      dependencies=Dependencies.load(dependencies_file),
+                      fleet=fleet)
+
+
+def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
+            stack: str | None = None,
+            stages_file: str | os.PathLike[str] | None = None,
+            dependencies_file: str | os.PathLike[str] | None = None,
+            fleet: Fleet | None = None,
+            progress: Progress | None = None) -> PrepareResult:
+    """Plan the upgrade and write the plan folder into ``working_dir``.
+
+    The same outputs and options give byte-identical files. The previous plan
+    is kept as ``plan.previous``; on any error the current plan is untouched.
+    """
+    report = progress or (lambda message: None)
+    workdir = Workdir.at(working_dir)
+    workdir.ensure()
+    report("planning")
+    plan = plan_upgrade(outputs, stack=stack, stages_file=stages_file,
+                        dependencies_file=dependencies_file, fleet=fleet)
+    report("rendering playbooks and inventory")
+    files = render(plan)
+    report(f"writing {len(files)} files")
+    changed = workdir.write_plan(files)
+    prepared = PreparedPlan(path=workdir.plan_dir, sha256=content_hash(files),
+                            data=plan.to_dict())
+    return PrepareResult(plan=plan, prepared=prepared, changed=changed)

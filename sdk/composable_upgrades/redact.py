@@ -1,0 +1,63 @@
+"""Secrets in stack outputs: how to recognise them and keep them out of sight.
+
+A string value is a secret when its key, at any depth, names one
+(``password``, ``secret``, ``token`` or ``_key``, case-insensitive). THT puts
+such values in ``config_settings``, ``service_config_settings``,
+``keystone_resources`` and ``RoleConfig.global_vars``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "********"
+
+_SECRET_KEY = re.compile(r"password|secret|token|_key", re.IGNORECASE)
+
+
+def is_secret_key(key: object) -> bool:
+    """True if a value stored under ``key`` is a secret."""
+    return isinstance(key, str) and _SECRET_KEY.search(key) is not None
+
+
+def redact(value: Any, *, under_secret: bool = False) -> Any:
+    """A copy of ``value`` with every secret string replaced by ``REDACTED``."""
+    if isinstance(value, Mapping):
+        return {k: redact(v, under_secret=under_secret or is_secret_key(k))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, under_secret=under_secret) for v in value]
+    if under_secret and isinstance(value, str) and value:
+        return REDACTED
+    return value
+
+
+def secret_values(value: Any, *, under_secret: bool = False) -> set[str]:
+    """Every secret string found in ``value`` (to scrub free text with)."""
+    found: set[str] = set()
+    stack: list[tuple[Any, bool]] = [(value, under_secret)]
+    while stack:
+        item, secret = stack.pop()
+        if isinstance(item, Mapping):
+            stack.extend((v, secret or is_secret_key(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, secret) for v in item)
+        elif secret and isinstance(item, str) and len(item) >= 4:
+            found.add(item)
+    return found
+
+
+class Scrubber:
+    """Replaces known secret strings in free text (task messages, logs)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        ordered = sorted(set(secrets), key=len, reverse=True)
+        self._pattern = (re.compile("|".join(re.escape(s) for s in ordered))
+                         if ordered else None)
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None or not text:
+            return text
+        return self._pattern.sub(REDACTED, text)

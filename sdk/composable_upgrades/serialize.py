@@ -1,0 +1,40 @@
+"""Deterministic YAML and JSON text for the files the SDK writes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+try:
+    _Base: type = yaml.CSafeDumper
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Base = yaml.SafeDumper
+
+
+class _Dumper(_Base):  # type: ignore[misc, valid-type]
+    """Block style; multi-line strings as literal blocks, for review."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def to_yaml(data: Any, *, header: str | None = None) -> str:
+    """YAML text of ``data`` (key order kept), with an optional comment header."""
+    text = yaml.dump(data, Dumper=_Dumper, default_flow_style=False,
+                     sort_keys=False, allow_unicode=True, width=4096)
+    if header:
+        comment = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+        text = comment + text
+    return text
+
+
+def to_json(data: Any) -> str:
+    """Indented JSON text of ``data`` (key order kept), newline-terminated."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,154 @@
+"""Stages: which roles are upgraded together, and in which order.
+
+By default a role belongs to the ``controlplane`` stage when it runs any
+service of the built-in catalog of TripleO control-plane services, and to the
+``compute`` stage otherwise (compute, storage, networker ...). A stages file
+overrides that: ``stage: [roles or services]`` (or ``stage: {roles: [...],
+services: [...]}``), stages in the order they run. Roles it does not place
+keep their default stage.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from composable_upgrades.errors import InputFileError, UnknownRoleError
+from composable_upgrades.model import Deployment, check_name
+
+CONTROLPLANE = "controlplane"
+COMPUTE = "compute"
+EXTERNAL = "external"
+CONVERGE = "converge"
+RESERVED = (EXTERNAL, CONVERGE)
+
+
+@cache
+def controlplane_services() -> frozenset[str]:
+    """The built-in catalog of control-plane services."""
+    text = resources.files("composable_upgrades.data").joinpath(
+        "controlplane-services.yaml").read_text(encoding="utf-8")
+    return frozenset(yaml.safe_load(text))
+
+
+def default_stage(services: tuple[str, ...]) -> str:
+    """``controlplane`` if any service is in the catalog, else ``compute``."""
+    catalog = controlplane_services()
+    return CONTROLPLANE if any(s in catalog for s in services) else COMPUTE
+
+
+@dataclass(frozen=True)
+class StageAssignment:
+    """Upgrade stages in run order, each with its roles (in outputs order)."""
+
+    stages: tuple[tuple[str, tuple[str, ...]], ...]
+    source: str
+
+    def roles(self, stage: str) -> tuple[str, ...]:
+        """Roles of ``stage`` (empty if there is no such stage)."""
+        return dict(self.stages).get(stage, ())
+
+    @property
+    def names(self) -> list[str]:
+        """Stage names in run order."""
+        return [name for name, _ in self.stages]
+
+
+def assign_stages(deployment: Deployment,
+                  path: str | os.PathLike[str] | None = None) -> StageAssignment:
+    """Place every role of ``deployment`` in an upgrade stage."""
+    wanted = _read_stages_file(os.fspath(path)) if path is not None else {}
+    source = os.fspath(path) if path is not None else "built-in catalog"
+    known_roles = deployment.role_names
+    known_services = set(deployment.services)
+    placed: dict[str, str] = {}
+    for stage, names in wanted.items():
+        roles, services = list(names["roles"]), list(names["services"])
+        for name in names["names"]:
+            if name in known_roles:
+                roles.append(name)
+            elif name in known_services:
+                services.append(name)
+            else:
+                raise UnknownRoleError(name, where=f"{source}: stage {stage!r}: "
+                                       "no such role or service",
+                                       known=known_roles)
+        for name in roles:
+            if name not in known_roles:
+                raise UnknownRoleError(name, where=f"{source}: stage {stage!r}",
+                                       known=known_roles)
+            _place(placed, name, stage, source)
+        for name in services:
+            if name not in known_services:
+                raise InputFileError(
+                    f"stage {stage!r}: unknown service {name!r}", path=source)
+        for role in deployment.roles:
+            if role.name not in placed and set(role.services) & set(services):
+                placed[role.name] = stage
+    order = list(wanted)
+    for role in deployment.roles:
+        if role.name not in placed:
+            stage = default_stage(role.services)
+            placed[role.name] = stage
+            if stage not in order:
+                order.insert(0, stage) if stage == CONTROLPLANE else order.append(stage)
+    stages = tuple(
+        (stage, tuple(r for r in known_roles if placed[r] == stage))
+        for stage in order)
+    return StageAssignment(stages=tuple(s for s in stages if s[1]), source=source)
+
+
+def _place(placed: dict[str, str], role: str, stage: str, source: str) -> None:
+    if placed.get(role, stage) != stage:
+        raise InputFileError(f"role {role!r} is in both stage "
+                             f"{placed[role]!r} and {stage!r}", path=source)
+    placed[role] = stage
+
+
+def _read_stages_file(path: str) -> dict[str, dict[str, list[str]]]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise InputFileError(f"cannot read stages file: {exc.strerror}",
+                             path=path) from exc
+    except yaml.YAMLError as exc:
+        raise InputFileError(f"not valid YAML: {exc}".replace("\n", " "),
+                             path=path) from exc
+    if not isinstance(data, Mapping) or not data:
+        raise InputFileError("expected a mapping of stage: [roles or "
+                             "services]", path=path)
+    return {_stage_name(stage, path): _stage_members(stage, members, path)
+            for stage, members in data.items()}
+
+
+def _stage_name(stage: Any, path: str) -> str:
+    if not isinstance(stage, str):
+        raise InputFileError(f"stage name {stage!r} is not a string", path=path)
+    if stage in RESERVED:
+        raise InputFileError(f"stage name {stage!r} is reserved", path=path)
+    return check_name("stage", stage)
+
+
+def _stage_members(stage: str, members: Any, path: str) -> dict[str, list[str]]:
+    if isinstance(members, list):
+        return {"roles": [], "services": [], "names": _names(stage, members, path)}
+    if isinstance(members, Mapping) and set(members) <= {"roles", "services"}:
+        parsed = {key: _names(stage, members.get(key) or [], path)
+                  for key in ("roles", "services")}
+        return {**parsed, "names": []}
+    raise InputFileError(f"stage {stage!r}: expected a list of roles or "
+                         "services, or {roles: [...], services: [...]}", path=path)
+
+
+def _names(stage: str, value: Any, path: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputFileError(f"stage {stage!r}: expected a list of names",
+                             path=path)
+    return value

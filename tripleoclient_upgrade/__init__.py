@@ -1,0 +1,1 @@
+"""OpenStackClient plugin: ``openstack overcloud upgrade ...`` over composable_upgrades."""

@@ -1,0 +1,24 @@
+"""OpenStackClient plugin interface for the ``overcloud upgrade`` commands.
+
+Kept free of heavy imports: OpenStackClient imports this module at every
+start-up, whatever command runs.
+"""
+
+import logging
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_API_VERSION = "1"
+API_VERSION_OPTION = "os_overcloud_upgrade_api_version"
+API_NAME = "overcloud_upgrade"
+API_VERSIONS = ("1",)
+
+
+def make_client(instance):
+    """The commands need no service client; they call the SDK directly."""
+    return None
+
+
+def build_option_parser(parser):
+    """No global options of our own."""
+    return parser
