@@ -33,3 +33,37 @@ def working_dir(parsed_args: argparse.Namespace) -> str:
     """The working directory the arguments ask for."""
     from composable_upgrades import default_working_dir
     return parsed_args.working_dir or default_working_dir(parsed_args.stack)
+
+
+def add_fleet(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--fleet DIR``: a local rehearsal fleet."""
+    parser.add_argument("--fleet", metavar="DIR", help=help_text)
+
+
+def fleet(parsed_args: argparse.Namespace):
+    """The rehearsal fleet the arguments ask for, or None."""
+    if not parsed_args.fleet:
+        return None
+    from composable_upgrades import Fleet
+    return Fleet.at(parsed_args.fleet)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The ansible options of python-tripleoclient's ``upgrade run``."""
+    parser.add_argument(
+        "--limit", metavar="HOSTS",
+        help="Comma-separated hosts, FQDNs, roles or globs to run on "
+             "(an item starting with '!' excludes); default: every host of "
+             "the stage. Unlike python-tripleoclient, roles are accepted and "
+             "it is optional.")
+    parser.add_argument("--tags", help="Passed to ansible-playbook as --tags.")
+    parser.add_argument("--skip-tags",
+                        help="Passed to ansible-playbook as --skip-tags.")
+    parser.add_argument(
+        "--playbook", nargs="*", metavar="PLAYBOOK",
+        help="Run only these step playbooks of the stage (file names in the "
+             "plan folder, e.g. controlplane_step3.yaml; 'all' for every "
+             "step, the default). Unlike python-tripleoclient, these are the "
+             "plan's step playbooks, not config-download's.")
+    parser.add_argument("--ansible-forks", type=int, metavar="N",
+                        help="Number of Ansible forks.")

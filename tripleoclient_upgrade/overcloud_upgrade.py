@@ -28,6 +28,16 @@ class Prepare(UpgradeLister):
         source.add_argument(
             "--config-download-dir", metavar="DIR",
             help="A config-download directory written by tripleo-common.")
+        source.add_argument(
+            "--heat-url", metavar="URL",
+            help="Read the outputs from an ephemeral Heat without keystone, "
+                 "as TripleO runs it on the undercloud (e.g. "
+                 "http://127.0.0.1:8006/v1/admin). Without any source option "
+                 "the outputs come from the Heat of the OpenStackClient "
+                 "credentials (--os-cloud or OS_* variables).")
+        parser.add_argument(
+            "--heat-timeout", metavar="SECONDS", type=float, default=30.0,
+            help="Timeout of each request to Heat (default: 30).")
         options.add_working_dir(parser)
         parser.add_argument(
             "--stages-file", metavar="FILE",
@@ -38,6 +48,18 @@ class Prepare(UpgradeLister):
             "--dependencies-file", metavar="FILE",
             help="YAML: service -> [services it must be upgraded after]; "
                  "entries replace the built-in defaults for those services.")
+        parser.add_argument(
+            "--converge-file", metavar="FILE",
+            help="YAML: the deployment-wide converge work (rpc_unpin_tasks, "
+                 "unmanaged_packages, package_tasks, kernel_check_tasks, "
+                 "reboot_tasks); default: the stack's UpgradeConverge output, "
+                 "else the built-in TripleO tasks.")
+        options.add_fleet(parser, "Prepare for a rehearsal on a local fleet: "
+                          "every host becomes a local sandbox under DIR.")
+        parser.add_argument(
+            "--force", action="store_true", default=False,
+            help="Replace the plan even while a stage is partly done, and use "
+                 "a stack whose status is FAILED or IN_PROGRESS.")
         options.add_yes(parser, "preparing (prepare changes nothing on the "
                         "overcloud; accepted for python-tripleoclient habits)")
         return parser
@@ -45,24 +67,44 @@ class Prepare(UpgradeLister):
     def action(self, parsed_args: argparse.Namespace):
         import composable_upgrades as cu
 
-        if parsed_args.outputs_file:
-            outputs = cu.StackOutputs.from_file(parsed_args.outputs_file)
-        elif parsed_args.config_download_dir:
-            outputs = cu.StackOutputs.from_config_download(
-                parsed_args.config_download_dir)
-        else:
-            raise cu.UpgradeError(
-                "no stack outputs: pass --outputs-file or --config-download-dir")
         result = cu.prepare(
-            outputs, options.working_dir(parsed_args), stack=parsed_args.stack,
-            stages_file=parsed_args.stages_file,
-            dependencies_file=parsed_args.dependencies_file)
+            self._outputs(parsed_args), options.working_dir(parsed_args),
+            stack=parsed_args.stack, stages_file=parsed_args.stages_file,
+            dependencies_file=parsed_args.dependencies_file,
+            converge_file=parsed_args.converge_file,
+            fleet=options.fleet(parsed_args), force=parsed_args.force)
         for warning in result.plan.warnings:
             self.note(f"warning: {warning}")
         state = "written to" if result.changed else "unchanged in"
         self.note(f"Upgrade plan for stack {parsed_args.stack} {state} "
                   f"{result.plan_dir}")
         return result.prepared.summary()
+
+
+    def _outputs(self, parsed_args: argparse.Namespace):
+        import composable_upgrades as cu
+
+        if parsed_args.outputs_file:
+            return cu.StackOutputs.from_file(parsed_args.outputs_file)
+        if parsed_args.config_download_dir:
+            return cu.StackOutputs.from_config_download(
+                parsed_args.config_download_dir)
+        heat = {"timeout": parsed_args.heat_timeout,
+                "allow_status": parsed_args.force}
+        if parsed_args.heat_url:
+            return cu.StackOutputs.from_heat(parsed_args.stack,
+                                             heat_url=parsed_args.heat_url, **heat)
+        auth = (self.app.cloud.config.get("auth") or {}) if self.app.cloud else {}
+        if not auth.get("auth_url"):
+            raise cu.UpgradeError(
+                "no stack outputs source: pass --outputs-file, "
+                "--config-download-dir or --heat-url, or credentials for Heat "
+                "(--os-cloud or OS_* variables)")
+        # Reuse OpenStackClient's authenticated session: no second login.
+        manager = self.app.client_manager
+        manager.setup_auth()
+        return cu.StackOutputs.from_heat(parsed_args.stack,
+                                         session=manager.session, **heat)
 
 
 class Plan(UpgradeLister):
@@ -85,3 +127,171 @@ class Plan(UpgradeLister):
         plan = cu.Workdir.at(options.working_dir(parsed_args)).load_plan()
         return plan.rows(parsed_args.by, stage=parsed_args.stage,
                          role=parsed_args.role)
+
+
+def _confirm(command, parsed_args: argparse.Namespace, question: str) -> None:
+    """Ask before changing the overcloud, unless -y; refuse without a tty."""
+    import sys
+
+    from composable_upgrades import UpgradeError
+
+    if parsed_args.yes or getattr(parsed_args, "dry_run", False):
+        return
+    if not sys.stdin.isatty():
+        raise UpgradeError(f"{question} Not asking without a terminal: pass -y")
+    answer = input(f"{question} [y/N]: ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise UpgradeError("not confirmed: nothing was run")
+
+
+class _RunCommand(UpgradeLister):
+    """Shared display of a run: hosts x steps, elapsed time per step."""
+
+    def run(self, parsed_args: argparse.Namespace) -> int:
+        self.exit_status = 0
+        status = super().run(parsed_args)
+        return status or self.exit_status
+
+    def execute(self, parsed_args: argparse.Namespace, run):
+        from tripleoclient_upgrade.progress import progress_display
+
+        show, close = progress_display(self.app.stderr)
+        try:
+            result = run(show)
+        finally:
+            close()
+        for note in result.notes:
+            self.note(f"note: {note}")
+        if result.status == "dry-run":
+            self.note(f"dry run: {len(result.batches)} batches would run; "
+                      "nothing was run")
+            return (["Batch", "Hosts"],
+                    [(i, ", ".join(b)) for i, b in enumerate(result.batches, 1)])
+        self.note(f"stage {result.stage}: {result.status} in "
+                  f"{result.duration:.1f}s; reproduce with "
+                  f"{result.reproduce_script}")
+        if not result.ok:
+            self.exit_status = 1
+        columns, rows = result.host_steps()
+        times = dict((s, t) for s, _, _, t in result.step_times()[1])
+        steps = [c.removeprefix("Step ") for c in columns[1:]]
+        elapsed = ("elapsed (s)",) + tuple(
+            next((t for s, t in times.items() if str(s) == name), "")
+            for name in steps)
+        return columns, rows + [elapsed]
+
+
+class Run(_RunCommand):
+    """Run one stage of the prepared upgrade: controlplane, then the others.
+
+    Each step is a barrier over the hosts upgraded together (the whole
+    controlplane stage, or one batch of another stage).
+    """
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        options.add_stack(parser)
+        options.add_working_dir(parser)
+        parser.add_argument(
+            "--stage", required=True,
+            help="Stage to run: controlplane, compute (or a stage of your "
+                 "stages file), or external (the undercloud's external "
+                 "upgrade tasks; filter them with --tags, e.g. "
+                 "container_image_prepare or online_upgrade).")
+        options.add_run_options(parser)
+        parser.add_argument(
+            "--batch-size", metavar="N|N%",
+            help="Upgrade the hosts of a non-controlplane stage in batches of "
+                 "N hosts or N%% of them; each batch runs every step.")
+        parser.add_argument(
+            "--max-fail-percentage", type=float, metavar="P",
+            help="Keep going while at most P%% of a batch's hosts failed "
+                 "(default 0: any failure stops the stage).")
+        parser.add_argument("--resume", action="store_true", default=False,
+                            help="Skip the hosts and steps already finished.")
+        parser.add_argument("--dry-run", action="store_true", default=False,
+                            help="Show the batches that would run; run nothing.")
+        options.add_fleet(parser, "The rehearsal fleet the plan was prepared "
+                          "for (must match).")
+        parser.add_argument("--force", action="store_true", default=False,
+                            help="Run even though the controlplane stage is "
+                                 "unfinished.")
+        options.add_yes(parser, "running the upgrade")
+        return parser
+
+    def action(self, parsed_args: argparse.Namespace):
+        from composable_upgrades.execute import run_stage
+
+        _confirm(self, parsed_args,
+                 f"Upgrade stage {parsed_args.stage} of stack {parsed_args.stack}?")
+        return self.execute(parsed_args, lambda show: run_stage(
+            options.working_dir(parsed_args), parsed_args.stage,
+            limit=parsed_args.limit, tags=parsed_args.tags,
+            skip_tags=parsed_args.skip_tags, batch_size=parsed_args.batch_size,
+            max_fail_percentage=parsed_args.max_fail_percentage,
+            forks=parsed_args.ansible_forks, resume=parsed_args.resume,
+            playbooks=parsed_args.playbook, fleet=parsed_args.fleet,
+            force=parsed_args.force, dry_run=parsed_args.dry_run,
+            progress=show))
+
+
+class Converge(_RunCommand):
+    """Finish the upgrade: post-upgrade tasks, RPC unpin, unmanaged packages,
+    and a reboot, one host at a time, where the kernel changed.
+
+    Refuses while an upgrade stage is unfinished, unless --force.
+    """
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        options.add_stack(parser)
+        options.add_working_dir(parser)
+        options.add_run_options(parser)
+        parser.add_argument("--resume", action="store_true", default=False,
+                            help="Skip the hosts and steps already finished.")
+        options.add_fleet(parser, "The rehearsal fleet the plan was prepared "
+                          "for (must match).")
+        parser.add_argument("--force", action="store_true", default=False,
+                            help="Converge even though an upgrade stage is "
+                                 "unfinished (says which).")
+        options.add_yes(parser, "converging")
+        return parser
+
+    def action(self, parsed_args: argparse.Namespace):
+        from composable_upgrades.converge import converge
+
+        _confirm(self, parsed_args, f"Converge the upgrade of stack {parsed_args.stack}?")
+        return self.execute(parsed_args, lambda show: converge(
+            options.working_dir(parsed_args), force=parsed_args.force,
+            limit=parsed_args.limit, tags=parsed_args.tags,
+            skip_tags=parsed_args.skip_tags, forks=parsed_args.ansible_forks,
+            resume=parsed_args.resume, playbooks=parsed_args.playbook,
+            fleet=parsed_args.fleet, progress=show))
+
+
+class Status(UpgradeLister):
+    """Show where each stage of the upgrade stands."""
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        options.add_stack(parser)
+        options.add_working_dir(parser)
+        return parser
+
+    def action(self, parsed_args: argparse.Namespace):
+        import time
+
+        from composable_upgrades.status import status
+
+        rows = []
+        for s in status(options.working_dir(parsed_args)):
+            started = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_started))
+                       if s.last_started else "")
+            last = f"{s.last_run} ({s.last_status}, {started})" if s.last_run else ""
+            pending = ", ".join(s.pending[:5]) + (
+                f" and {len(s.pending) - 5} more" if len(s.pending) > 5 else "")
+            rows.append((s.stage, s.state, len(s.hosts), len(s.done),
+                         len(s.failed), len(s.pending), pending, last,
+                         round(s.last_duration, 1) if s.last_duration else None))
+        return (["Stage", "State", "Hosts", "Done", "Failed", "Pending",
+                 "Pending hosts", "Last run", "Duration (s)"], rows)

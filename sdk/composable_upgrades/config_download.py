@@ -41,8 +41,29 @@ def _load(path: str, source: str) -> Any:
                            source=source) from exc
 
 
+def _natural(name: str) -> list[Any]:
+    """Sort key that puts compute-2 before compute-10."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def _roles_of_playbook(directory: str) -> list[str]:
+    """Roles in the order of the per-role plays of update_steps_playbook.yaml.
+
+    tripleo-common writes RoleConfig's playbooks as they are; THT renders
+    that one with a play per role, in the order of the roles.
+    """
+    path = os.path.join(directory, "update_steps_playbook.yaml")
+    if not os.path.isfile(path):
+        return []
+    plays = _load(path, directory)
+    if not isinstance(plays, list):
+        return []
+    return list(dict.fromkeys(p["hosts"] for p in plays
+                              if isinstance(p, dict) and isinstance(p.get("hosts"), str)))
+
+
 def _role_order(directory: str, inventory: Any) -> list[str]:
-    """Roles in the inventory's order, then any other role folder, sorted."""
+    """Roles in the inventory's order (else the playbooks'), then the rest."""
     found = sorted(
         name for name in os.listdir(directory)
         if os.path.isdir(os.path.join(directory, name))
@@ -54,6 +75,8 @@ def _role_order(directory: str, inventory: Any) -> list[str]:
         children = overcloud.get("children") if isinstance(overcloud, dict) else None
         if isinstance(children, (dict, list)):
             ordered = [r for r in children if r in found]
+    if not ordered:
+        ordered = [r for r in _roles_of_playbook(directory) if r in found]
     return ordered + [r for r in found if r not in ordered]
 
 
@@ -115,7 +138,7 @@ def _host_vars(directory: str, roles: list[str], inventory: Any
     host_dir = os.path.join(directory, "host_vars")
     if not os.path.isdir(host_dir):
         return result
-    for name in sorted(os.listdir(host_dir)):
+    for name in sorted(os.listdir(host_dir), key=_natural):
         hvars = _load(os.path.join(host_dir, name), directory) or {}
         role = next((m.group(1) for key in hvars
                      if (m := _PRE_NETWORK.match(str(key)))), None)

@@ -20,6 +20,7 @@ imported only when Heat is used: it is slow to import.
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ def _get_stack(target: _Target, stack: str, *, source: str, timeout: float,
                retries: int) -> tuple[requests.Response, str]:
     """GET the stack, retrying what may pass; the answer and the endpoint."""
     from keystoneauth1 import exceptions as ks_exc
+    from openstack import exceptions as sdk_exc
 
     path = "/stacks/" + urllib.parse.quote(stack, safe="")
     endpoint = target.endpoint
@@ -129,14 +131,14 @@ def _get_stack(target: _Target, stack: str, *, source: str, timeout: float,
             if not last:
                 _sleep(_backoff(attempt))
                 continue
-            if endpoint is None:
-                what = f"keystone at {_display(target.auth_url or '?')}"
-            else:
-                what = f"Heat at {_display(endpoint)}"
             raise HeatError(
-                f"cannot reach {what}: {_reason(exc, timeout)}"
+                f"cannot reach {_unreachable(exc, target, endpoint)}: "
+                f"{_reason(exc, timeout)}"
                 f"{_tries(attempts)}", source=source) from exc
         except ks_exc.HttpError as exc:  # from keystone, authenticating
+            if (exc.http_status or 0) >= 500 and not last:
+                _sleep(_backoff(attempt))
+                continue
             raise HeatError(_keystone_message(exc, target),
                             source=source) from exc
         except ks_exc.EndpointNotFound as exc:
@@ -144,6 +146,9 @@ def _get_stack(target: _Target, stack: str, *, source: str, timeout: float,
                             "catalog", source=source) from exc
         except ks_exc.ClientException as exc:
             raise HeatError(_auth_config_message(exc), source=source) from exc
+        except sdk_exc.SDKException as exc:
+            raise HeatError(f"openstacksdk: {_one_line(str(exc))}",
+                            source=source) from exc
         if response.status_code >= 500 and not last:
             _sleep(_backoff(attempt))
             continue
@@ -233,7 +238,7 @@ def _outputs(body: dict[str, Any], *, source: str,
             f"stack has no {REQUIRED_OUTPUT} output (outputs: {shown}); is it "
             "an overcloud stack?", source=source)
     extra = {"output_errors": errors} if errors else {}
-    return StackOutputs(values=values, source=source, stack=name or None,
+    return StackOutputs(values, source=source, stack=name or None,
                         status=status or None, extra=extra)
 
 
@@ -259,6 +264,22 @@ def _display(url: str) -> str:
     if parsed.port:
         host = f"{host}:{parsed.port}"
     return urllib.parse.urlunsplit(parsed._replace(netloc=host))
+
+
+def _unreachable(exc: BaseException, target: _Target,
+                 endpoint: str | None) -> str:
+    """Which service a connection error was for: Heat, keystone or a URL."""
+    match = re.search(r"https?://[^\s'\"]+", str(exc))
+    failed = urllib.parse.urlsplit(match.group(0).rstrip(":.,")) \
+        if match else None
+    for name, url in (("Heat", endpoint), ("keystone", target.auth_url)):
+        if url and (failed is None or failed.netloc
+                    == urllib.parse.urlsplit(url).netloc):
+            return f"{name} at {_display(url)}"
+    if failed is None:
+        return "the cloud"
+    return _display(urllib.parse.urlunsplit(failed._replace(query="",
+                                                             fragment="")))
 
 
 def _auth_url(session: Any) -> str | None:

@@ -22,6 +22,8 @@ from composable_upgrades.steps import StepBinding, bind, is_never, task_tags
 ROLE_TASK_KINDS = ("upgrade_tasks", "post_upgrade_tasks")
 EXTERNAL_KIND = "external_upgrade_tasks"
 HOST_NETWORK = "ctlplane"
+#: This project's own output key for deployment-wide converge work.
+CONVERGE_OUTPUT = "UpgradeConverge"
 
 _UNSAFE_NAME = re.compile(r"(^$|/|\\|^\.\.?$|\.\.|[\x00-\x1f\x7f])")
 
@@ -92,6 +94,8 @@ class Deployment:
     global_vars: Mapping[str, Any] = field(repr=False, compare=False)
     secrets: frozenset[str] = field(repr=False, compare=False,
                                     default=frozenset())
+    converge_spec: Mapping[str, Any] | None = field(repr=False, compare=False,
+                                                    default=None)
 
     @property
     def role_names(self) -> list[str]:
@@ -185,31 +189,18 @@ class _DeploymentReader:
         hosts = {h.name: h for role_hosts in hosts_by_role.values()
                  for h in role_hosts}
         secrets = secret_values(dict(self.outputs.data))
+        converge_spec = self.outputs.get(CONVERGE_OUTPUT)
+        if converge_spec is not None:
+            converge_spec = self.mapping(CONVERGE_OUTPUT, converge_spec)
         return Deployment(stack=stack, source=self.source, roles=tuple(roles),
                           hosts=hosts, external_upgrade_tasks=external,
-                          global_vars=global_vars, secrets=frozenset(secrets))
+                          global_vars=global_vars, secrets=frozenset(secrets),
+                          converge_spec=converge_spec)
 
     def read_tasks(self, key: str, value: Any, kind: str, role: str | None,
                    services: Sequence[str]) -> tuple[Task, ...]:
-        if value is None:
-            return ()
-        if not isinstance(value, list):
-            raise self.fail(key, f"expected a list of tasks, got {type(value).__name__}")
-        for index, body in enumerate(value):
-            if not isinstance(body, Mapping):
-                raise self.fail(f"{key}[{index}]", "a task must be a mapping, "
-                                f"got {type(body).__name__}")
-            when = body.get("when")
-            if when is not None and not isinstance(when, (str, list, bool)):
-                raise self.fail(f"{key}[{index}].when",
-                                "expected a string, a list or a boolean")
-        found = attribution.attribute(value, services)
-        return tuple(
-            Task(kind=kind, role=role, index=index, name=display_name(body),
-                 binding=bind(body), tags=task_tags(body), never=is_never(body),
-                 service=found[index].service, evidence=found[index].evidence,
-                 body=body)
-            for index, body in enumerate(value))
+        return make_tasks(value, kind=kind, role=role, services=services,
+                          source=self.source, key=key)
 
     def read_hosts(self, roles: list[str]) -> dict[str, list[Host]]:
         """Hosts per role: names from AnsibleHostVarsMap, else RoleNetHostnameMap."""
@@ -256,6 +247,31 @@ class _DeploymentReader:
             if hosts:
                 result[role] = hosts
         return result
+
+
+def make_tasks(value: Any, *, kind: str, role: str | None,
+               services: Sequence[str], source: str, key: str) -> tuple[Task, ...]:
+    """Check a task list from ``source`` (at ``key``) and make Tasks of it."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise OutputsError(f"expected a list of tasks, got {type(value).__name__}",
+                           source=source, key=key)
+    for index, body in enumerate(value):
+        if not isinstance(body, Mapping):
+            raise OutputsError(f"a task must be a mapping, got {type(body).__name__}",
+                               source=source, key=f"{key}[{index}]")
+        when = body.get("when")
+        if when is not None and not isinstance(when, (str, list, bool)):
+            raise OutputsError("expected a string, a list or a boolean",
+                               source=source, key=f"{key}[{index}].when")
+    found = attribution.attribute(value, services)
+    return tuple(
+        Task(kind=kind, role=role, index=index, name=display_name(body),
+             binding=bind(body), tags=task_tags(body), never=is_never(body),
+             service=found[index].service, evidence=found[index].evidence,
+             body=body)
+        for index, body in enumerate(value))
 
 
 def _at(values: Sequence[Any], index: int) -> Any:

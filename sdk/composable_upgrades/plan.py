@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from composable_upgrades import stages as stagelib
+from composable_upgrades.converge import load_converge_work
 from composable_upgrades.dependencies import Dependencies, order_tasks, stable_order
 from composable_upgrades.errors import StageError, UnknownRoleError, UpgradeError
 from composable_upgrades.model import EXTERNAL_KIND, Deployment, Task
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 PLAN_FORMAT = 1
 UNDERCLOUD_GROUP = "Undercloud"
 UNDERCLOUD_HOST = "undercloud"
+OVERCLOUD_GROUP = "overcloud"
 UNATTRIBUTED = "(unattributed)"
 
 #: Stage kinds: how a stage runs.
@@ -39,11 +41,15 @@ KIND_CONVERGE = "converge"          # deployment-wide, after every stage
 
 @dataclass(frozen=True)
 class RolePlay:
-    """The tasks one role runs at one step, in order."""
+    """The tasks one role (or group) runs at one step, in order.
+
+    ``serial`` set: the play's hosts go through it that many at a time.
+    """
 
     role: str
     hosts: tuple[str, ...]
     tasks: tuple[Task, ...]
+    serial: int | None = None
 
     @property
     def services(self) -> list[str | None]:
@@ -53,9 +59,13 @@ class RolePlay:
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a stage: a barrier over the stage's (or batch's) hosts."""
+    """One step of a stage: a barrier over the stage's (or batch's) hosts.
 
-    number: int
+    Upgrade steps are numbered; the converge stage's deployment-wide phases
+    after its post-upgrade steps are named (``rpc_unpin`` ...).
+    """
+
+    number: int | str
     plays: tuple[RolePlay, ...]
 
 
@@ -75,9 +85,14 @@ class Stage:
         """File name of the stage playbook in the plan folder."""
         return f"{self.name}.yaml"
 
-    def step_playbook(self, step: int) -> str:
+    def step_playbook(self, step: int | str) -> str:
         """File name of the playbook of one step of this stage."""
-        return f"{self.name}_step{step}.yaml"
+        return step_playbook_name(self.name, step)
+
+
+def step_playbook_name(stage: str, step: int | str) -> str:
+    """File name of the playbook of ``step`` of ``stage``."""
+    return f"{stage}_step{step}.yaml" if isinstance(step, int) else f"{stage}_{step}.yaml"
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,7 @@ def _stage_dict(stage: Stage) -> dict[str, Any]:
             "playbook": stage.step_playbook(step.number),
             "plays": [{
                 "role": play.role, "hosts": list(play.hosts),
+                "serial": play.serial,
                 "services": [s or UNATTRIBUTED for s in play.services],
                 "tasks": [{"name": t.name, "service": t.service,
                            "index": t.index, "never": t.never,
@@ -168,6 +184,7 @@ def _stage_dict(stage: Stage) -> dict[str, Any]:
 def build_plan(deployment: Deployment, *,
                stages_file: str | os.PathLike[str] | None = None,
                dependencies: Dependencies | None = None,
+               converge_file: str | os.PathLike[str] | None = None,
                fleet: Fleet | None = None) -> UpgradePlan:
     """Plan the upgrade of ``deployment``."""
     dependencies = dependencies or Dependencies.builtin()
@@ -182,13 +199,21 @@ def build_plan(deployment: Deployment, *,
         stages.append(_role_stage(deployment, name, kind, "upgrade_tasks",
                                   roles, dependencies, warnings))
         upgrade_roles.extend(roles)
-    stages.append(_role_stage(deployment, stagelib.CONVERGE, KIND_CONVERGE,
-                              "post_upgrade_tasks", tuple(upgrade_roles),
-                              dependencies, warnings))
+    converge = _role_stage(deployment, stagelib.CONVERGE, KIND_CONVERGE,
+                           "post_upgrade_tasks", tuple(upgrade_roles),
+                           dependencies, warnings)
+    work = load_converge_work(deployment, converge_file)
+    phases = tuple(
+        Step(phase, (RolePlay(OVERCLOUD_GROUP, converge.hosts, tasks,
+                              serial=1 if phase == "reboot" else None),))
+        for phase, tasks in work.phases if tasks and converge.hosts)
+    stages.append(replace(converge, steps=converge.steps + phases))
     for role in deployment.roles:
         if not role.hosts:
             warnings.append(f"role {role.name} has no hosts: nothing of it runs")
     global_vars, role_vars, withheld = _inventory_vars(deployment, stages)
+    if work.unmanaged_packages:
+        global_vars["unmanaged_packages"] = list(work.unmanaged_packages)
     for name in withheld:
         warnings.append(f"variable {name} is used by tasks but holds secrets: "
                         "left out of the inventory")
@@ -203,11 +228,17 @@ def _inventory_vars(deployment: Deployment, stages: Sequence[Stage]
                     ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[str]]:
     """Variables the planned tasks use: global ones and each role's own."""
     used_by_role: dict[str, set[str]] = {}
+    everywhere: set[str] = set()  # used by plays over every role
     for stage in stages:
         for step in stage.steps:
             for play in step.plays:
-                used_by_role.setdefault(play.role, set()).update(
-                    used_names(t.body for t in play.tasks))
+                names = used_names(t.body for t in play.tasks)
+                if play.role == OVERCLOUD_GROUP:
+                    everywhere |= names
+                else:
+                    used_by_role.setdefault(play.role, set()).update(names)
+    for role in deployment.roles:
+        used_by_role.setdefault(role.name, set()).update(everywhere)
     everything = set().union(*used_by_role.values()) if used_by_role else set()
     global_vars, withheld = select_vars(deployment.global_vars, everything)
     role_vars: dict[str, dict[str, Any]] = {}

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from composable_upgrades.fleet import FAULTS, fault_marker
 from composable_upgrades.plan import (
-    KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL, RolePlay, Stage, UpgradePlan)
+    KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL, RolePlay, Stage,
+    UpgradePlan)
 from composable_upgrades.serialize import to_yaml
 
 #: Play tags of each kind of stage, as THT's playbooks tag them.
@@ -27,19 +29,25 @@ _PLAY_NAMES = {
     "upgrade_tasks": "Upgrade step {n} | {role}",
     "post_upgrade_tasks": "Post-upgrade step {n} | {role}",
     "external_upgrade_tasks": "External upgrade step {n}",
+    "rpc_unpin": "Converge | unpin RPC versions",
+    "packages": "Converge | upgrade packages TripleO does not manage",
+    "reboot": "Converge | reboot where the kernel changed, one host at a time",
 }
 
 
-def task_file(stage: Stage, play: RolePlay, step: int) -> str:
+def task_file_name(stage: str, kind: str, task_kind: str, role: str,
+                   step: int | str) -> str:
     """Path, relative to the plan folder, of one play's task file."""
-    if stage.kind == KIND_EXTERNAL:
-        return f"tasks/{stage.task_kind}_step{step}.yaml"
-    return f"tasks/{play.role}/{stage.task_kind}_step{step}.yaml"
+    if isinstance(step, str):
+        return f"tasks/{stage}_{step}.yaml"
+    if kind == KIND_EXTERNAL:
+        return f"tasks/{task_kind}_step{step}.yaml"
+    return f"tasks/{role}/{task_kind}_step{step}.yaml"
 
 
-def fault_marker(stage: str, step: int) -> str:
-    """Name of the file that injects a fault at ``step`` of ``stage`` on a fleet host."""
-    return f"{stage}_step{step}"
+def task_file(stage: Stage, play: RolePlay, step: int | str) -> str:
+    """Path, relative to the plan folder, of one play's task file."""
+    return task_file_name(stage.name, stage.kind, stage.task_kind, play.role, step)
 
 
 def render_playbooks(plan: UpgradePlan) -> dict[str, str]:
@@ -76,24 +84,31 @@ def _stage_header(stage: Stage) -> str:
             "outputs.")
 
 
-def _play(plan: UpgradePlan, stage: Stage, play: RolePlay, step: int,
+def _play(plan: UpgradePlan, stage: Stage, play: RolePlay, step: int | str,
           path: str) -> dict[str, Any]:
+    phase = isinstance(step, str)
     body: dict[str, Any] = {
-        "name": _PLAY_NAMES[stage.task_kind].format(n=step, role=play.role),
+        "name": _PLAY_NAMES[step if phase else stage.task_kind].format(
+            n=step, role=play.role),
         "hosts": play.role,
         "gather_facts": False,
         "become": stage.kind != KIND_EXTERNAL,
-        "any_errors_fatal": stage.kind in (KIND_CONTROLPLANE, KIND_EXTERNAL),
-        "vars": {"step": step},
-        "tags": [t.format(n=step) for t in _STEP_TAGS[stage.task_kind]],
+        "any_errors_fatal": stage.kind != KIND_BATCHED,
     }
+    if play.serial:
+        body["serial"] = play.serial
+    if phase:
+        body["tags"] = ["converge", step]
+    else:
+        body["vars"] = {"step": step}
+        body["tags"] = [t.format(n=step) for t in _STEP_TAGS[stage.task_kind]]
     if plan.fleet is not None:
         marker = fault_marker(stage.name, step)
         body["pre_tasks"] = [{
             "name": f"Rehearsal fault check ({marker})",
             "ansible.builtin.fail": {
                 "msg": f"fault injected at {marker} on {{{{ inventory_hostname }}}}"},
-            "when": f"(rehearsal_root ~ '/faults/{marker}') is exists",
+            "when": f"(rehearsal_root ~ '/{FAULTS}/{marker}') is exists",
             "tags": ["always"],
         }]
     body["tasks"] = [{"import_tasks": path}]

@@ -7,11 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from composable_upgrades.dependencies import Dependencies
+from composable_upgrades.errors import StageError
 from composable_upgrades.fleet import Fleet
 from composable_upgrades.inventory import render_inventory
+from composable_upgrades.journal import Journal
+from composable_upgrades.lock import acquire
 from composable_upgrades.model import Deployment
 from composable_upgrades.outputs import StackOutputs
-from composable_upgrades.plan import UpgradePlan, build_plan
+from composable_upgrades.plan import KIND_EXTERNAL, UpgradePlan, build_plan
 from composable_upgrades.playbooks import render_playbooks
 from composable_upgrades.serialize import to_json
 from composable_upgrades.workdir import PLAN_FILE, PreparedPlan, Workdir, content_hash
@@ -46,35 +49,61 @@ def render(plan: UpgradePlan) -> dict[str, str]:
 def plan_upgrade(outputs: StackOutputs, *, stack: str | None = None,
                  stages_file: str | os.PathLike[str] | None = None,
                  dependencies_file: str | os.PathLike[str] | None = None,
+                 converge_file: str | os.PathLike[str] | None = None,
                  fleet: Fleet | None = None) -> UpgradePlan:
     """The upgrade plan for ``outputs``, without writing anything."""
     deployment = Deployment.from_outputs(outputs, stack=stack)
     return build_plan(deployment, stages_file=stages_file,
                       dependencies=Dependencies.load(dependencies_file),
-                      fleet=fleet)
+                      converge_file=converge_file, fleet=fleet)
 
 
 def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
             stack: str | None = None,
             stages_file: str | os.PathLike[str] | None = None,
             dependencies_file: str | os.PathLike[str] | None = None,
-            fleet: Fleet | None = None,
+            converge_file: str | os.PathLike[str] | None = None,
+            fleet: Fleet | None = None, force: bool = False,
             progress: Progress | None = None) -> PrepareResult:
     """Plan the upgrade and write the plan folder into ``working_dir``.
 
     The same outputs and options give byte-identical files. The previous plan
     is kept as ``plan.previous``; on any error the current plan is untouched.
+    A plan whose stages are partly done is not replaced unless ``force``.
     """
     report = progress or (lambda message: None)
     workdir = Workdir.at(working_dir)
     workdir.ensure()
     report("planning")
     plan = plan_upgrade(outputs, stack=stack, stages_file=stages_file,
-                        dependencies_file=dependencies_file, fleet=fleet)
+                        dependencies_file=dependencies_file,
+                        converge_file=converge_file, fleet=fleet)
     report("rendering playbooks and inventory")
     files = render(plan)
-    report(f"writing {len(files)} files")
-    changed = workdir.write_plan(files)
-    prepared = PreparedPlan(path=workdir.plan_dir, sha256=content_hash(files),
+    digest = content_hash(files)
+    with acquire(workdir.state_dir, purpose="prepare"):
+        if not force:
+            _refuse_if_partly_done(workdir, digest)
+        report(f"writing {len(files)} files")
+        changed = workdir.write_plan(files)
+    prepared = PreparedPlan(path=workdir.plan_dir, sha256=digest,
                             data=plan.to_dict())
     return PrepareResult(plan=plan, prepared=prepared, changed=changed)
+
+
+def _refuse_if_partly_done(workdir: Workdir, new_digest: str) -> None:
+    """Refuse to replace a plan whose upgrade is under way."""
+    if not workdir.has_plan():
+        return
+    current = workdir.load_plan()
+    if current.sha256 == new_digest:
+        return
+    progress = Journal(workdir.state_dir).progress(current.sha256, current.stages)
+    for stage in current.stages:
+        state = progress[stage.name]
+        if stage.kind != KIND_EXTERNAL and state.started and not state.finished_stage:
+            raise StageError(
+                f"stage {stage.name!r} of the current plan is partly done "
+                f"({len(state.done)} of {len(stage.hosts)} hosts finished); "
+                "finish it before preparing a new plan, or pass --force",
+                stage=stage.name)

@@ -61,3 +61,16 @@ class Scrubber:
         if self._pattern is None or not text:
             return text
         return self._pattern.sub(REDACTED, text)
+
+
+# ``password=...``, ``"auth_key": "..."``, ``token: ...`` in free text.
+_ASSIGNED_SECRET = re.compile(
+    r"""(?P<key>[\w.-]*(?:password|secret|token|_key)[\w.-]*["']?\s*[=:]\s*["']?)"""
+    r"""(?P<value>[^\s"',;}]+)""", re.IGNORECASE)
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with values assigned to secret-named keys replaced."""
+    if not text:
+        return text
+    return _ASSIGNED_SECRET.sub(lambda m: m.group("key") + REDACTED, text)

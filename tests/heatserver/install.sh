@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install OpenStack Heat into its own virtualenv for the test suite.
 #
-# Usage: tests/heatserver/install.sh [VENV_DIR]   (default: <repo>/.venv-heat)
+# Usage: tests/heatserver/install.sh [VENV_DIR]
+#   VENV_DIR defaults to $HEAT_VENV, then <repo>/.venv-heat; $PYTHON (default
+#   python3, 3.10 or newer) creates the venv.
 #
 # Heat's pins clash with the project's, so it gets a venv of its own. The
 # script is idempotent: a stamp file records what was installed and a second
@@ -31,7 +33,7 @@ fi
 "$venv/bin/python" -m pip install --quiet "${requirements[@]}"
 # Fail now, not in the first test, if the install cannot import what the
 # launcher uses.
-"$venv/bin/python" - <<'PY'
+"$venv/bin/python" -W ignore - <<'PY'
 import heat.engine.service  # noqa: F401
 import oslo_service.backend  # noqa: F401
 import paste.deploy  # noqa: F401

@@ -71,9 +71,14 @@ def _tune_sqlite(engine: Any) -> None:
 
     if engine.dialect.name != "sqlite":
         return
+    removed = 0
     for listener in list(engine.dispatch.begin):
         if getattr(listener, "__name__", "") == "_sqlite_emit_begin":
             event.remove(engine, "begin", listener)
+            removed += 1
+    if not removed:
+        LOG.warning("oslo.db's SQLite BEGIN listener not found; expect "
+                    "'database is locked' under concurrent requests")
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_con: Any, _record: Any) -> None:

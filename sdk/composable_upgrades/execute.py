@@ -1,0 +1,623 @@
+"""Running a stage of a prepared plan: batches of hosts, step by step.
+
+Every step is a barrier over the hosts upgraded together (the whole
+controlplane stage, or one batch of another stage): each step is one
+ansible-playbook run of that step's playbook, limited to those hosts, so all
+of them finish step N before any starts step N+1. Finished (batch, step,
+host) units go to the journal as each step ends; ``resume`` skips them. This
+is the one module that imports ansible-runner.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from composable_upgrades.errors import (
+    RunError, StageError, StageNotFinishedError, UpgradeError, WorkdirError)
+from composable_upgrades.fleet import Fleet
+from composable_upgrades.journal import FAILED as UNIT_FAILED
+from composable_upgrades.journal import OK as UNIT_OK
+from composable_upgrades.journal import Journal
+from composable_upgrades.limits import select_hosts
+from composable_upgrades.lock import acquire
+from composable_upgrades.plan import (
+    KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL, UNATTRIBUTED)
+from composable_upgrades.redact import redact, scrub_text
+from composable_upgrades.results import (
+    DRY_RUN, FAILED, INTERRUPTED, NOTHING_TO_DO, SUCCESSFUL, NullSink,
+    RecordSink, RunResult, StepOutcome, TaskRecord)
+from composable_upgrades.workdir import PreparedPlan, PreparedStage, Workdir
+
+REPRODUCE_SCRIPT = "ansible-playbook-command.sh"
+_MESSAGE_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What a run reports as it goes (to a progress bar or a log)."""
+
+    kind: str  # run_start, step_start, task, host_done, step_end, note, run_end
+    stage: str
+    batch: int = 0
+    batches: int = 0
+    step: int | str | None = None
+    steps: int = 0
+    units_done: int = 0
+    units_total: int = 0
+    host: str | None = None
+    task: str | None = None
+    status: str | None = None
+    message: str | None = None
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+class StopRequest:
+    """Ctrl-C handling: the first request finishes the current step and stops;
+    the second stops now. Callable as a SIGINT handler."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int | None = None, frame: Any = None) -> None:
+        self.count += 1
+
+    @property
+    def after_step(self) -> bool:
+        """Stop once the current step is done."""
+        return self.count >= 1
+
+    @property
+    def now(self) -> bool:
+        """Stop the current step now."""
+        return self.count >= 2
+
+
+@dataclass
+class _StepEvents:
+    """What the event handler learns during one ansible-playbook run."""
+
+    failed: set[str] = field(default_factory=set)
+    stats_failed: set[str] | None = None
+    done_hosts: set[str] = field(default_factory=set)
+    last_task: str | None = None
+
+
+def ansible_playbook_binary() -> str:
+    """ansible-playbook next to this Python (a venv need not be activated)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("ansible-playbook")
+    if not found:
+        raise RunError("ansible-playbook not found next to "
+                       f"{sys.executable} nor on PATH")
+    return found
+
+
+def batches_of(hosts: Sequence[str], batch_size: int | str | None
+               ) -> list[tuple[str, ...]]:
+    """Split ``hosts`` into batches of ``N`` or ``N%`` hosts (all if None)."""
+    if not hosts:
+        return []
+    if batch_size in (None, "", 0, "0"):
+        return [tuple(hosts)]
+    text = str(batch_size).strip()
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError
+            size = max(1, math.ceil(len(hosts) * percent / 100))
+        else:
+            size = int(text)
+            if size < 1:
+                raise ValueError
+    except ValueError as exc:
+        raise UpgradeError(f"--batch-size {batch_size!r}: expected a number of "
+                           "hosts (N) or a percentage (N%)") from exc
+    return [tuple(hosts[i:i + size]) for i in range(0, len(hosts), size)]
+
+
+def _check_fleet(plan: PreparedPlan, fleet: Fleet | str | None) -> None:
+    if fleet is None:
+        return
+    root = fleet.root if isinstance(fleet, Fleet) else Fleet.at(fleet).root
+    planned = (plan.data.get("fleet") or {}).get("root")
+    if planned is None:
+        raise UpgradeError(f"the plan in {plan.path} was prepared without a "
+                           "fleet; prepare it again with --fleet to rehearse")
+    if os.path.realpath(planned) != os.path.realpath(root):
+        raise UpgradeError(f"--fleet {root} does not match the fleet the plan "
+                           f"was prepared for ({planned})")
+
+
+def stage_guard(plan: PreparedPlan, journal: Journal, stage: PreparedStage
+                ) -> list[tuple[str, list[str]]]:
+    """Earlier stages that must be finished before ``stage``: (name, pending)."""
+    if stage.kind in (KIND_EXTERNAL, KIND_CONTROLPLANE):
+        return []
+    progress = journal.progress(plan.sha256, plan.stages)
+    if stage.kind == KIND_BATCHED:
+        required = [s for s in plan.stages if s.kind == KIND_CONTROLPLANE]
+    else:  # converge: every upgrade stage
+        required = [s for s in plan.stages
+                    if s.kind in (KIND_CONTROLPLANE, KIND_BATCHED)]
+    return [(s.name, progress[s.name].pending) for s in required
+            if progress[s.name].pending]
+
+
+class _TaskIndex:
+    """Maps an event's task path (file:line) to the plan task it belongs to."""
+
+    def __init__(self, plan: PreparedPlan) -> None:
+        self.plan = plan
+        self.starts: dict[str, list[int]] = {}
+        self.services: dict[str, list[str | None]] = {}
+        for stage in plan.data["stages"]:
+            for step in stage["steps"]:
+                for play in step["plays"]:
+                    path = self._task_file(stage, step, play)
+                    if path:
+                        self.services[path] = [t["service"] for t in play["tasks"]]
+
+    def _task_file(self, stage: Mapping, step: Mapping, play: Mapping) -> str | None:
+        from composable_upgrades.playbooks import task_file_name
+        return os.path.realpath(self.plan.file(task_file_name(
+            stage["name"], stage["kind"], stage["task_kind"], play["role"],
+            step["step"])))
+
+    def service(self, task_path: str | None) -> str | None:
+        if not task_path or ":" not in task_path:
+            return None
+        path, _, line = task_path.rpartition(":")
+        path = os.path.realpath(path)
+        services = self.services.get(path)
+        if services is None:
+            return None
+        starts = self.starts.get(path)
+        if starts is None:
+            starts = self.starts[path] = _item_lines(path)
+        try:
+            number = int(line)
+        except ValueError:
+            return None
+        index = sum(1 for s in starts if s <= number) - 1
+        return services[index] if 0 <= index < len(services) else None
+
+
+def _item_lines(path: str) -> list[int]:
+    """1-based first line of each top-level item of a task file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            node = yaml.compose(handle, Loader=getattr(yaml, "CSafeLoader",
+                                                        yaml.SafeLoader))
+    except (OSError, yaml.YAMLError):
+        return []
+    if node is None or not hasattr(node, "value"):
+        return []
+    return [item.start_mark.line + 1 for item in node.value]
+
+
+class _Runner:
+    """One run of one stage; see :func:`run_stage`."""
+
+    def __init__(self, workdir: Workdir, plan: PreparedPlan, stage: PreparedStage,
+                 options: Mapping[str, Any], progress: Progress | None,
+                 sink: RecordSink, stop: StopRequest) -> None:
+        self.workdir = workdir
+        self.plan = plan
+        self.stage = stage
+        self.options = options
+        self.progress = progress or (lambda event: None)
+        self.sink = sink
+        self.stop = stop
+        self.journal = Journal(workdir.state_dir)
+        self.binary = ansible_playbook_binary()
+        self.inventory = plan.file("inventory.yaml")
+        self.task_index = _TaskIndex(plan)
+        self.step_hosts = {
+            step["step"]: {h for play in step["plays"] for h in play["hosts"]}
+            for s in plan.data["stages"] if s["name"] == stage.name
+            for step in s["steps"]}
+        self.units_done = 0
+        self.units_total = 0
+
+    # -- the run ----------------------------------------------------------
+
+    def run(self, result: RunResult, hosts: list[str], steps: list[int | str],
+            batches: list[tuple[str, ...]], finished: set[tuple[int | str, str]]
+            ) -> None:
+        self.units_total = sum(1 for b in batches for s in steps for h in b
+                               if (s, h) not in finished)
+        self.emit("run_start", message=f"{len(hosts)} hosts, {len(batches)} "
+                  f"batches, steps {', '.join(map(str, steps))}")
+        max_fail = self.options.get("max_fail_percentage") or 0
+        for number, batch in enumerate(batches, start=1):
+            failed_in_batch: set[str] = set()
+            for step in steps:
+                todo = [h for h in batch if (step, h) not in finished
+                        and h not in failed_in_batch]
+                if not todo:
+                    continue
+                outcome = self.run_step(result, number, len(batches), step, todo)
+                failed_in_batch.update(outcome.failed)
+                if outcome.interrupted or self.stop.now:
+                    result.status = INTERRUPTED
+                    return
+                if outcome.failed:
+                    share = 100.0 * len(failed_in_batch) / len(batch)
+                    if self.stage.kind != KIND_BATCHED or share > max_fail:
+                        result.status = FAILED
+                        result.notes.append(
+                            f"stopped after step {step} of batch {number}: "
+                            f"{len(failed_in_batch)} of {len(batch)} hosts failed"
+                            + (f" (more than --max-fail-percentage {max_fail})"
+                               if self.stage.kind == KIND_BATCHED else ""))
+                        return
+                if self.stop.after_step:
+                    result.status = INTERRUPTED
+                    result.notes.append(f"stopped on request after step {step} "
+                                        f"of batch {number}")
+                    return
+            if failed_in_batch:
+                result.status = FAILED
+        if result.status not in (FAILED, INTERRUPTED):
+            result.status = SUCCESSFUL
+
+    def run_step(self, result: RunResult, batch: int, batches: int,
+                 step: int | str, hosts: list[str]) -> StepOutcome:
+        started = time.time()
+        in_play = [h for h in hosts if h in self.step_hosts.get(step, ())]
+        self.emit("step_start", batch=batch, batches=batches, step=step,
+                  message=f"{len(hosts)} hosts")
+        events = _StepEvents()
+        rc = 0
+        interrupted = False
+        if in_play:
+            rc, interrupted = self.ansible(result, batch, step, in_play, events)
+        failed = events.stats_failed if events.stats_failed is not None \
+            else events.failed
+        if interrupted:
+            failed = set()
+        elif rc != 0 and not failed:
+            # ansible-playbook failed without a host failure (a syntax error,
+            # a missing module, a crash): the step did not run anywhere.
+            failed = set(in_play)
+            result.notes.append(f"ansible-playbook exited {rc} at step {step} of "
+                                f"batch {batch}; see {result.run_dir}")
+        ok_hosts = [h for h in hosts if h not in failed]
+        if not interrupted:
+            self.journal.record_units(self.plan.sha256, result.run_id,
+                                      self.stage.name, batch, step, ok_hosts,
+                                      UNIT_OK)
+            self.journal.record_units(self.plan.sha256, result.run_id,
+                                      self.stage.name, batch, step,
+                                      [h for h in hosts if h in failed],
+                                      UNIT_FAILED)
+            self.units_done += len(hosts)
+        outcome = StepOutcome(batch=batch, step=step, hosts=tuple(hosts),
+                              failed=tuple(h for h in hosts if h in failed),
+                              started=started, ended=time.time(), rc=rc,
+                              interrupted=interrupted)
+        result.steps.append(outcome)
+        self.emit("step_end", batch=batch, batches=batches, step=step,
+                  status="interrupted" if interrupted else
+                  ("failed" if outcome.failed else "ok"),
+                  message=f"{len(outcome.failed)} failed" if outcome.failed else None)
+        return outcome
+
+    # -- ansible ----------------------------------------------------------
+
+    def command(self, step: int | str, hosts: Sequence[str]) -> list[str]:
+        """The ansible-playbook command line of one step."""
+        cmd = [self.binary, "-i", self.inventory, "--limit", ",".join(hosts)]
+        if self.options.get("tags"):
+            cmd += ["--tags", self.options["tags"]]
+        if self.options.get("skip_tags"):
+            cmd += ["--skip-tags", self.options["skip_tags"]]
+        if self.options.get("forks"):
+            cmd += ["--forks", str(self.options["forks"])]
+        cmd.append(self.plan.file(self.stage.step_playbooks[step]))
+        return cmd
+
+    def ansible(self, result: RunResult, batch: int, step: int | str,
+                hosts: list[str], events: _StepEvents) -> tuple[int, bool]:
+        import ansible_runner
+
+        self.append_reproduce(result, batch, step, hosts)
+        ident = f"batch{batch}-step{step}"
+        handler = self.event_handler(result, batch, step, events)
+        kwargs: dict[str, Any] = {
+            "private_data_dir": result.run_dir, "ident": ident,
+            "project_dir": self.plan.path,
+            "playbook": self.plan.file(self.stage.step_playbooks[step]),
+            "inventory": self.inventory, "limit": ",".join(hosts),
+            "quiet": True, "suppress_env_files": True,
+            # ansible-runner finds ansible-playbook on PATH: put the one next
+            # to this Python first, so an unactivated venv works.
+            "envvars": {**_ANSIBLE_ENV, "PATH": os.path.dirname(self.binary)
+                        + os.pathsep + os.environ.get("PATH", "")},
+            "event_handler": handler,
+            "cancel_callback": lambda: self.stop.now,
+        }
+        if self.options.get("tags"):
+            kwargs["tags"] = self.options["tags"]
+        if self.options.get("skip_tags"):
+            kwargs["skip_tags"] = self.options["skip_tags"]
+        if self.options.get("forks"):
+            kwargs["forks"] = int(self.options["forks"])
+        try:
+            runner = ansible_runner.run(**kwargs)
+        except Exception as exc:  # ansible-runner raises plain exceptions
+            raise RunError(f"cannot run ansible-playbook for step {step}: {exc}") from exc
+        interrupted = runner.status == "canceled"
+        rc = runner.rc if isinstance(runner.rc, int) else 1
+        if rc == 127:
+            raise RunError(f"ansible-playbook not found ({self.binary})")
+        return rc, interrupted
+
+    def event_handler(self, result: RunResult, batch: int, step: int | str,
+                      events: _StepEvents) -> Callable[[dict], bool]:
+        def handle(event: dict) -> bool:
+            kind = event.get("event", "")
+            data = event.get("event_data") or {}
+            if kind == "playbook_on_task_start":
+                events.last_task = data.get("task")
+                self.emit("task", batch=batch, step=step, task=events.last_task)
+            elif kind in _RESULT_EVENTS:
+                self.task_result(result, batch, step, kind, data, events)
+            elif kind == "playbook_on_stats":
+                bad = set(data.get("failures") or {}) | set(data.get("dark") or {})
+                events.stats_failed = bad
+            return False  # keep ansible-runner from writing per-event files
+        return handle
+
+    def task_result(self, result: RunResult, batch: int, step: int | str,
+                    kind: str, data: Mapping[str, Any], events: _StepEvents) -> None:
+        host = data.get("host") or "?"
+        res = data.get("res") if isinstance(data.get("res"), Mapping) else {}
+        status = _RESULT_EVENTS[kind]
+        if status == "ok" and res.get("changed"):
+            status = "changed"
+        if status == "failed":
+            if data.get("ignore_errors"):
+                status = "ignored"
+            else:
+                events.failed.add(host)
+        if status == "unreachable":
+            events.failed.add(host)
+        message = ""
+        if status in ("failed", "unreachable", "ignored"):
+            message = scrub_text(_message(redact(res)))
+        record = TaskRecord(
+            run_id=result.run_id, stage=self.stage.name, batch=batch, step=step,
+            host=host, role=_play_role(data.get("play")), task=data.get("task") or "",
+            service=self.task_index.service(data.get("task_path")),
+            action=data.get("task_action"), status=status,
+            start=_timestamp(data.get("start")), duration=_float(data.get("duration")),
+            message=message[:_MESSAGE_LIMIT])
+        result.records.append(record)
+        self.sink.add(record)
+        if status in ("failed", "unreachable"):
+            self.emit("host_done", batch=batch, step=step, host=host,
+                      status=status, task=record.task, message=record.message)
+
+    # -- reporting --------------------------------------------------------
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        self.progress(ProgressEvent(kind=kind, stage=self.stage.name,
+                                    units_done=self.units_done,
+                                    units_total=self.units_total, **fields))
+
+    def append_reproduce(self, result: RunResult, batch: int, step: int | str,
+                         hosts: Sequence[str]) -> None:
+        path = os.path.join(result.run_dir, REPRODUCE_SCRIPT)
+        line = " ".join(shlex.quote(part) for part in self.command(step, hosts))
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"\n# batch {batch}, step {step}\n{line}\n")
+
+
+_RESULT_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_skipped": "skipped",
+    "runner_on_unreachable": "unreachable",
+}
+
+#: Environment of every ansible-playbook run (also in the reproduce script).
+_ANSIBLE_ENV = {
+    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    "ANSIBLE_FORCE_COLOR": "False",
+    "ANSIBLE_NOCOLOR": "True",
+}
+
+_PLAY_ROLE = re.compile(r"\| (\S+)$")
+
+
+def _play_role(play: str | None) -> str | None:
+    match = _PLAY_ROLE.search(play or "")
+    return match.group(1) if match else None
+
+
+def _message(res: Mapping[str, Any]) -> str:
+    for key in ("msg", "stderr", "reason", "stdout"):
+        value = res.get(key)
+        if value:
+            return str(value).strip()
+    return ""
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _timestamp(value: Any) -> float | None:
+    if not value:
+        return None
+    from datetime import datetime, timezone
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _write_reproduce_header(run_dir: str, plan: PreparedPlan, stage: str,
+                            run_id: str) -> None:
+    exports = "".join(f"export {k}={shlex.quote(v)}\n"
+                      for k, v in sorted(_ANSIBLE_ENV.items()))
+    path = os.path.join(run_dir, REPRODUCE_SCRIPT)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(
+            "#!/usr/bin/env bash\n"
+            f"# Run {run_id}: stage {stage} of the plan in {plan.path}.\n"
+            "# The ansible-playbook calls of the run, in order: one per step "
+            "and batch.\n"
+            "set -euo pipefail\n"
+            f"cd {shlex.quote(plan.path)}\n{exports}")
+    os.chmod(path, 0o755)
+
+
+def _new_run_id(stage: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{stage}-{uuid.uuid4().hex[:6]}"
+
+
+def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
+              limit: str | Sequence[str] | None = None,
+              tags: str | None = None, skip_tags: str | None = None,
+              batch_size: int | str | None = None,
+              max_fail_percentage: float | None = None,
+              forks: int | None = None, resume: bool = False,
+              steps: Sequence[int | str] | None = None,
+              playbooks: Sequence[str] | None = None,
+              fleet: Fleet | str | None = None, force: bool = False,
+              dry_run: bool = False, progress: Progress | None = None,
+              sink: RecordSink | None = None,
+              stop: StopRequest | None = None) -> RunResult:
+    """Run one stage of the plan prepared in ``working_dir``.
+
+    ``limit`` narrows the hosts (names, FQDNs, roles, globs); ``batch_size``
+    (``N`` or ``N%``) splits a non-controlplane stage into batches, each of
+    which runs every step; failed hosts count against ``max_fail_percentage``
+    (default 0) of their batch. ``resume`` skips units the journal has as
+    finished. ``steps`` (or ``playbooks``, the step playbooks' file names)
+    restricts the run to some steps. A stage refuses to
+    start while the stages it needs are unfinished, unless ``force``.
+    Ctrl-C once stops after the current step; twice stops now.
+    """
+    workdir = Workdir.at(working_dir)
+    plan = workdir.load_plan()
+    _check_fleet(plan, fleet)
+    target = plan.stage(stage)
+    if batch_size is not None and target.kind != KIND_BATCHED:
+        raise StageError(f"stage {stage!r} runs all its hosts together; "
+                         "--batch-size applies to the batched stages", stage=stage)
+    if max_fail_percentage is not None and not 0 <= max_fail_percentage <= 100:
+        raise UpgradeError("--max-fail-percentage must be between 0 and 100")
+    chosen_steps = list(target.steps)
+    if playbooks and list(playbooks) != ["all"]:
+        by_name = {name: step for step, name in target.step_playbooks.items()}
+        unknown = [p for p in playbooks if os.path.basename(p) not in by_name]
+        if unknown:
+            raise StageError(f"--playbook {unknown[0]}: not a step playbook of "
+                             f"stage {stage!r} ({', '.join(by_name)})", stage=stage)
+        steps = [by_name[os.path.basename(p)] for p in playbooks]
+    if steps:
+        unknown = [s for s in steps if s not in target.steps]
+        if unknown:
+            raise StageError(f"stage {stage!r} has no step {unknown[0]!r} (steps: "
+                             f"{', '.join(map(str, target.steps))})", stage=stage)
+        chosen_steps = [s for s in target.steps if s in steps]
+    hosts = select_hosts(plan.data, target.hosts, limit)
+    if not hosts:
+        raise StageError(f"--limit {limit} matches no host of stage {stage!r}",
+                         stage=stage)
+    options = {"limit": limit, "tags": tags, "skip_tags": skip_tags,
+               "batch_size": batch_size,
+               "max_fail_percentage": max_fail_percentage, "forks": forks,
+               "resume": resume, "steps": list(steps) if steps else None,
+               "force": force}
+    batches = batches_of(hosts, batch_size) if target.kind == KIND_BATCHED \
+        else [tuple(hosts)]
+    run_id = _new_run_id(stage)
+    result = RunResult(run_id=run_id, stage=stage, plan_sha=plan.sha256,
+                       status=NOTHING_TO_DO, started=time.time(),
+                       options=options, batches=batches)
+    journal = Journal(workdir.state_dir)
+    if dry_run:
+        result.status = DRY_RUN
+        result.ended = time.time()
+        return result
+    stop = stop or StopRequest()
+    with acquire(workdir.state_dir, purpose=f"run of stage {stage}") as lock:
+        if lock.stale_owner:
+            result.notes.append(
+                f"took over a stale lock of pid {lock.stale_owner.get('pid')} "
+                "(that run ended without releasing it)")
+        pending = stage_guard(plan, journal, target)
+        if pending:
+            name, left = pending[0]
+            if not force:
+                raise StageNotFinishedError(name, left, needed_by=(
+                    "converge" if target.kind == KIND_CONVERGE
+                    else f"stage {stage!r}"))
+            result.notes.append("forced: " + "; ".join(
+                f"stage {n} unfinished ({len(p)} hosts pending)" for n, p in pending))
+        finished: set[tuple[int | str, str]] = set()
+        if resume:
+            finished = journal.progress(plan.sha256, [target])[stage].finished
+        runner = _Runner(workdir, plan, target, options, progress,
+                         sink or NullSink(), stop)
+        result.run_dir = os.path.join(workdir.runs_dir, run_id)
+        try:
+            os.makedirs(result.run_dir)
+        except OSError as exc:
+            raise WorkdirError(f"cannot create the run folder: {exc.strerror}",
+                               path=workdir.runs_dir) from exc
+        _write_reproduce_header(result.run_dir, plan, stage, run_id)
+        runner.sink.start_run(result)
+        previous = _install_sigint(stop)
+        try:
+            runner.run(result, hosts, chosen_steps, batches, finished)
+        finally:
+            _restore_sigint(previous)
+            result.ended = time.time()
+            journal.record_run(plan.sha256, {
+                "run": run_id, "stage": stage, "status": result.status,
+                "started": result.started, "ended": result.ended,
+                "hosts": len(hosts), "failed": result.failed_hosts})
+            runner.sink.finish_run(result)
+            runner.emit("run_end", status=result.status)
+    return result
+
+
+def _install_sigint(stop: StopRequest) -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, stop)
+
+
+def _restore_sigint(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,143 @@
+"""The journal: what of a plan has run, kept next to the plan.
+
+One JSON object per line in ``state/journal.jsonl``, appended and fsynced as
+units finish, each tied to the hash of the plan it ran. A unit is one host
+finishing (or failing) one step of one batch of a stage; a run line closes
+each run. Resume skips finished units; status and the stage guards read the
+progress from here. A line torn by a kill is ignored when read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+JOURNAL_FILE = "journal.jsonl"
+
+OK = "ok"
+FAILED = "failed"
+
+
+@dataclass
+class StageProgress:
+    """Progress of one stage of one plan."""
+
+    stage: str
+    hosts: tuple[str, ...]
+    steps: tuple[int | str, ...]
+    finished: set[tuple[int | str, str]] = field(default_factory=set)
+    failed: dict[str, int | str] = field(default_factory=dict)
+    runs: list[Mapping[str, Any]] = field(default_factory=list)
+
+    def host_done(self, host: str) -> bool:
+        """True if ``host`` finished every step of the stage."""
+        return all((step, host) in self.finished for step in self.steps)
+
+    @property
+    def done(self) -> list[str]:
+        """Hosts that finished every step."""
+        return [h for h in self.hosts if self.host_done(h)]
+
+    @property
+    def failed_hosts(self) -> list[str]:
+        """Hosts whose last attempt at a step failed."""
+        return [h for h in self.hosts if h in self.failed and not self.host_done(h)]
+
+    @property
+    def pending(self) -> list[str]:
+        """Hosts that have not finished every step (failed ones included)."""
+        return [h for h in self.hosts if not self.host_done(h)]
+
+    @property
+    def started(self) -> bool:
+        """True if anything of the stage has run."""
+        return bool(self.finished or self.failed)
+
+    @property
+    def finished_stage(self) -> bool:
+        """True if every host finished every step."""
+        return not self.pending
+
+    @property
+    def state(self) -> str:
+        """``finished``, ``failed``, ``partly done`` or ``not started``."""
+        if self.finished_stage:
+            return "finished"
+        if self.failed_hosts:
+            return "failed"
+        return "partly done" if self.started else "not started"
+
+
+class Journal:
+    """The journal file of a working directory's state folder."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.path = os.path.join(state_dir, JOURNAL_FILE)
+
+    def entries(self, plan_sha: str | None = None) -> list[dict[str, Any]]:
+        """Every readable entry (of one plan, if ``plan_sha`` is given)."""
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                lines = handle.readlines()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a kill mid-write
+            if isinstance(entry, dict) and (plan_sha is None
+                                            or entry.get("plan") == plan_sha):
+                entries.append(entry)
+        return entries
+
+    def append(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Append entries and fsync, so a kill right after loses none."""
+        text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries)
+        if not text:
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def record_units(self, plan_sha: str, run_id: str, stage: str, batch: int,
+                     step: int | str, hosts: Iterable[str], status: str) -> None:
+        """Record ``hosts`` finishing (or failing) ``step`` of a batch."""
+        now = time.time()
+        self.append({"kind": "unit", "plan": plan_sha, "run": run_id,
+                     "stage": stage, "batch": batch, "step": step, "host": h,
+                     "status": status, "time": now} for h in hosts)
+
+    def record_run(self, plan_sha: str, run: Mapping[str, Any]) -> None:
+        """Record the end of a run (id, stage, status, times, options)."""
+        self.append([{"kind": "run", "plan": plan_sha, **run}])
+
+    def progress(self, plan_sha: str, stages: Iterable[Any]
+                 ) -> dict[str, StageProgress]:
+        """Progress of each stage (objects with name, hosts, steps)."""
+        result = {s.name: StageProgress(s.name, tuple(s.hosts), tuple(s.steps))
+                  for s in stages}
+        for entry in self.entries(plan_sha):
+            progress = result.get(entry.get("stage"))
+            if progress is None:
+                continue
+            if entry.get("kind") == "run":
+                progress.runs.append(entry)
+                continue
+            unit = (entry["step"], entry["host"])
+            if entry["status"] == OK:
+                progress.finished.add(unit)
+                if progress.failed.get(entry["host"]) == entry["step"]:
+                    del progress.failed[entry["host"]]
+            else:
+                progress.failed[entry["host"]] = entry["step"]
+        return result

@@ -1,0 +1,56 @@
+"""``--limit``: which hosts of a plan an operator means.
+
+A limit is a comma- or colon-separated list of short host names, FQDNs, role
+names and globs (``overcloud-novacompute-1*``); an item that starts with
+``!`` removes hosts. Each item must match something, so a typo is an error,
+not a silently empty run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from composable_upgrades.errors import UnknownHostError
+
+_SPLIT = re.compile(r"[,:]")
+
+
+def select_hosts(plan: Mapping[str, Any], candidates: Sequence[str],
+                 limit: str | Sequence[str] | None) -> list[str]:
+    """The ``candidates`` (in their order) that ``limit`` selects."""
+    if not limit:
+        return list(candidates)
+    items = ([i for part in limit for i in _SPLIT.split(part)]
+             if not isinstance(limit, str) else _SPLIT.split(limit))
+    items = [i.strip() for i in items if i.strip()]
+    hosts: Mapping[str, Any] = plan["hosts"]
+    roles: Mapping[str, Any] = plan["roles"]
+    names = {name: {name, (info.get("fqdn") or name)} for name, info in hosts.items()}
+    for extra in candidates:  # e.g. the undercloud
+        names.setdefault(extra, {extra})
+    chosen: set[str] = set()
+    removed: set[str] = set()
+    includes = [i for i in items if not i.startswith("!")]
+    for item in items:
+        negate = item.startswith("!")
+        pattern = item[1:] if negate else item
+        matched = _match(pattern, names, roles)
+        if not matched:
+            raise UnknownHostError(pattern, where="--limit")
+        (removed if negate else chosen).update(matched)
+    if not includes:
+        chosen = set(candidates)
+    return [h for h in candidates if h in chosen and h not in removed]
+
+
+def _match(pattern: str, names: Mapping[str, set[str]],
+           roles: Mapping[str, Any]) -> set[str]:
+    if pattern in roles:
+        return set(roles[pattern]["hosts"])
+    if any(c in pattern for c in "*?["):
+        return {h for h, aliases in names.items()
+                if any(fnmatch.fnmatchcase(a, pattern) for a in aliases)}
+    return {h for h, aliases in names.items() if pattern in aliases}
