@@ -5,7 +5,9 @@ stack's working directory, review it, run its stages, converge. Every step is
 a typed function over plain data; nothing here prints.
 """
 
+from composable_upgrades.converge import converge
 from composable_upgrades.dependencies import Dependencies
+from composable_upgrades.execute import ProgressEvent, StopRequest, run_stage
 from composable_upgrades.errors import (
     DependencyCycleError, HeatError, InputFileError, LockedError, OutputsError,
     PlanNotFoundError, RunError, StageError, StageNotFinishedError,
@@ -16,13 +18,17 @@ from composable_upgrades.model import Deployment, Host, Role, Task
 from composable_upgrades.outputs import StackOutputs
 from composable_upgrades.plan import RolePlay, Stage, Step, UpgradePlan, build_plan
 from composable_upgrades.prepare import PrepareResult, plan_upgrade, prepare
+from composable_upgrades.results import RunResult, StepOutcome, TaskRecord
+from composable_upgrades.status import StageStatus, status
 from composable_upgrades.workdir import PreparedPlan, Workdir, default_working_dir
 
 __all__ = [
     "StackOutputs", "Deployment", "Host", "Role", "Task", "Dependencies",
     "UpgradePlan", "Stage", "Step", "RolePlay", "build_plan", "plan_upgrade",
     "prepare", "PrepareResult", "PreparedPlan", "Workdir",
-    "default_working_dir", "Fleet",
+    "default_working_dir", "Fleet", "run_stage", "converge", "status",
+    "ProgressEvent", "StopRequest",
+    "StageStatus", "RunResult", "StepOutcome", "TaskRecord",
     "UpgradeError", "OutputsError", "InputFileError", "UnknownRoleError",
     "UnknownHostError", "UnsafeNameError", "DependencyCycleError",
     "WorkdirError", "PlanNotFoundError", "StageError",

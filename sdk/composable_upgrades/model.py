@@ -15,7 +15,6 @@ from typing import Any
 from composable_upgrades import attribution
 from composable_upgrades.errors import OutputsError, UnknownRoleError, UnsafeNameError
 from composable_upgrades.outputs import StackOutputs
-from composable_upgrades.redact import secret_values
 from composable_upgrades.steps import StepBinding, bind, is_never, task_tags
 
 #: Task lists of a role that the upgrade runs, in the order they run.
@@ -92,8 +91,6 @@ class Deployment:
     hosts: Mapping[str, Host]
     external_upgrade_tasks: tuple[Task, ...]
     global_vars: Mapping[str, Any] = field(repr=False, compare=False)
-    secrets: frozenset[str] = field(repr=False, compare=False,
-                                    default=frozenset())
     converge_spec: Mapping[str, Any] | None = field(repr=False, compare=False,
                                                     default=None)
 
@@ -188,13 +185,12 @@ class _DeploymentReader:
             None, all_services)
         hosts = {h.name: h for role_hosts in hosts_by_role.values()
                  for h in role_hosts}
-        secrets = secret_values(dict(self.outputs.data))
         converge_spec = self.outputs.get(CONVERGE_OUTPUT)
         if converge_spec is not None:
             converge_spec = self.mapping(CONVERGE_OUTPUT, converge_spec)
         return Deployment(stack=stack, source=self.source, roles=tuple(roles),
                           hosts=hosts, external_upgrade_tasks=external,
-                          global_vars=global_vars, secrets=frozenset(secrets),
+                          global_vars=global_vars,
                           converge_spec=converge_spec)
 
     def read_tasks(self, key: str, value: Any, kind: str, role: str | None,

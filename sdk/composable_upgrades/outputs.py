@@ -70,6 +70,7 @@ class StackOutputs(Mapping[str, Any]):
                         "{output_key, output_value} object", source=source)
                 values[str(item["output_key"])] = item.get("output_value")
         elif isinstance(data, Mapping):
+            data = _decode_output_show(data)
             if data and all(isinstance(v, Mapping) and "output_key" in v
                             and "output_value" in v for v in data.values()):
                 values = {str(v["output_key"]): v["output_value"]
@@ -109,6 +110,28 @@ class StackOutputs(Mapping[str, Any]):
         """Outputs of ``stack`` read from Heat (see :mod:`.heat`)."""
         from composable_upgrades.heat import fetch_outputs
         return fetch_outputs(stack, **kwargs)
+
+
+def _decode_output_show(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Undo ``openstack stack output show --all -f json|yaml``'s encoding.
+
+    python-heatclient prints each output there as a JSON string holding
+    ``{output_key, output_value, description}``.
+    """
+    if not data or not all(isinstance(v, str) and v.startswith("{")
+                           for v in data.values()):
+        return data
+    decoded = {}
+    for key, value in data.items():
+        try:
+            item = json.loads(value)
+        except ValueError:
+            return data
+        if not (isinstance(item, Mapping) and "output_key" in item
+                and "output_value" in item):
+            return data
+        decoded[key] = item
+    return decoded
 
 
 def _parse_document(raw: bytes, path: str) -> Any:

@@ -73,7 +73,6 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
     """
     report = progress or (lambda message: None)
     workdir = Workdir.at(working_dir)
-    workdir.ensure()
     report("planning")
     plan = plan_upgrade(outputs, stack=stack, stages_file=stages_file,
                         dependencies_file=dependencies_file,
@@ -81,6 +80,7 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
     report("rendering playbooks and inventory")
     files = render(plan)
     digest = content_hash(files)
+    workdir.ensure()
     with acquire(workdir.state_dir, purpose="prepare"):
         if not force:
             _refuse_if_partly_done(workdir, digest)

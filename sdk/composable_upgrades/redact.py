@@ -1,9 +1,12 @@
 """Secrets in stack outputs: how to recognise them and keep them out of sight.
 
-A string value is a secret when its key, at any depth, names one
-(``password``, ``secret``, ``token`` or ``_key``, case-insensitive). THT puts
-such values in ``config_settings``, ``service_config_settings``,
-``keystone_resources`` and ``RoleConfig.global_vars``.
+A string value is a secret when its key, at any depth, names one: the key
+ends with ``password``, ``secret``, ``token`` or ``_key`` (or the variants THT
+uses: ``passwd``, ``pwd``, ``authkey``, ``hash_path_suffix``),
+case-insensitive. Matching the end of the key keeps ``keystone_*``,
+``authtoken`` sections and ``*_secretd`` containers out. THT puts secrets in
+``config_settings``, ``service_config_settings``, ``keystone_resources`` and
+``RoleConfig.global_vars``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Any
 
 REDACTED = "********"
 
-_SECRET_KEY = re.compile(r"password|secret|token|_key", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"(password|passwd|pwd|secret|token|authkey|_keys?|hash_path_suffix|hash_suffix)$",
+    re.IGNORECASE)
 
 
 def is_secret_key(key: object) -> bool:

@@ -68,6 +68,7 @@ def assign_stages(deployment: Deployment,
     known_roles = deployment.role_names
     known_services = set(deployment.services)
     placed: dict[str, str] = {}
+    by_service: list[tuple[str, list[str]]] = []
     for stage, names in wanted.items():
         roles, services = list(names["roles"]), list(names["services"])
         for name in names["names"]:
@@ -88,6 +89,9 @@ def assign_stages(deployment: Deployment,
             if name not in known_services:
                 raise InputFileError(
                     f"stage {stage!r}: unknown service {name!r}", path=source)
+        by_service.append((stage, services))
+    # Roles named explicitly win over placement by service, wherever they are.
+    for stage, services in by_service:
         for role in deployment.roles:
             if role.name not in placed and set(role.services) & set(services):
                 placed[role.name] = stage

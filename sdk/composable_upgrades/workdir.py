@@ -166,6 +166,30 @@ class Workdir:
             raise WorkdirError(f"working directory is not writable: "
                                f"{exc.strerror}", path=self.path) from exc
 
+    def _swap_in(self, staging: str) -> None:
+        """Make ``staging`` the plan, the plan ``plan.previous``; undo on error."""
+        if not os.path.isdir(self.plan_dir):
+            os.rename(staging, self.plan_dir)
+            return
+        aside = None
+        if os.path.isdir(self.previous_plan_dir):
+            aside = tempfile.mkdtemp(prefix=".previous.old-", dir=self.root)
+            os.rename(self.previous_plan_dir, os.path.join(aside, "plan"))
+        try:
+            os.rename(self.plan_dir, self.previous_plan_dir)
+            try:
+                os.rename(staging, self.plan_dir)
+            except OSError:
+                os.rename(self.previous_plan_dir, self.plan_dir)
+                raise
+        except OSError:
+            if aside:
+                os.rename(os.path.join(aside, "plan"), self.previous_plan_dir)
+                os.rmdir(aside)
+            raise
+        if aside:
+            shutil.rmtree(aside, ignore_errors=True)
+
     def write_plan(self, files: Mapping[str, str]) -> bool:
         """Write a plan's files and swap them in; False if nothing changed.
 
@@ -186,10 +210,7 @@ class Workdir:
                     handle.write(text)
             with open(os.path.join(staging, HASH_FILE), "w", encoding="utf-8") as handle:
                 handle.write(digest + "\n")
-            if os.path.isdir(self.plan_dir):
-                shutil.rmtree(self.previous_plan_dir, ignore_errors=True)
-                os.rename(self.plan_dir, self.previous_plan_dir)
-            os.rename(staging, self.plan_dir)
+            self._swap_in(staging)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise WorkdirError(f"cannot write the plan: {exc.strerror}",
