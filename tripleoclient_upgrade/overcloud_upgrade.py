@@ -57,6 +57,11 @@ class Prepare(UpgradeLister):
         options.add_fleet(parser, "Prepare for a rehearsal on a local fleet: "
                           "every host becomes a local sandbox under DIR.")
         parser.add_argument(
+            "--noop", action="store_true", default=False,
+            help="With --fleet: a no-op rehearsal of the real plan; every task "
+                 "is replaced by a debug that records its name, service, step "
+                 "and host.")
+        parser.add_argument(
             "--force", action="store_true", default=False,
             help="Replace the plan even while a stage is partly done, and use "
                  "a stack whose status is FAILED or IN_PROGRESS.")
@@ -72,7 +77,8 @@ class Prepare(UpgradeLister):
             stack=parsed_args.stack, stages_file=parsed_args.stages_file,
             dependencies_file=parsed_args.dependencies_file,
             converge_file=parsed_args.converge_file,
-            fleet=options.fleet(parsed_args), force=parsed_args.force)
+            fleet=options.fleet(parsed_args), noop=parsed_args.noop,
+            force=parsed_args.force)
         for warning in result.plan.warnings:
             self.note(f"warning: {warning}")
         state = "written to" if result.changed else "unchanged in"

@@ -110,6 +110,7 @@ class UpgradePlan:
     role_vars: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict, repr=False, compare=False)
     withheld_vars: tuple[str, ...] = ()
+    variant: str | None = None  # "noop" for a no-op rehearsal
 
     @property
     def stack(self) -> str:
@@ -132,6 +133,7 @@ class UpgradePlan:
         return {
             "format": PLAN_FORMAT,
             "stack": self.stack,
+            "variant": self.variant,
             "stages": [_stage_dict(s) for s in self.stages],
             "roles": {r.name: {"stage": stage_of.get(r.name),
                                "services": list(r.services),

@@ -15,6 +15,7 @@ from composable_upgrades.lock import acquire
 from composable_upgrades.model import Deployment
 from composable_upgrades.outputs import StackOutputs
 from composable_upgrades.plan import KIND_EXTERNAL, UpgradePlan, build_plan
+from composable_upgrades.rehearsal import noop_variant
 from composable_upgrades.playbooks import render_playbooks
 from composable_upgrades.serialize import to_json
 from composable_upgrades.workdir import PLAN_FILE, PreparedPlan, Workdir, content_hash
@@ -50,12 +51,17 @@ def plan_upgrade(outputs: StackOutputs, *, stack: str | None = None,
                  stages_file: str | os.PathLike[str] | None = None,
                  dependencies_file: str | os.PathLike[str] | None = None,
                  converge_file: str | os.PathLike[str] | None = None,
-                 fleet: Fleet | None = None) -> UpgradePlan:
-    """The upgrade plan for ``outputs``, without writing anything."""
+                 fleet: Fleet | None = None, noop: bool = False) -> UpgradePlan:
+    """The upgrade plan for ``outputs``, without writing anything.
+
+    ``noop``: the rehearsal variant, every task a no-op that records itself
+    (see :mod:`.rehearsal`); it needs a ``fleet``.
+    """
     deployment = Deployment.from_outputs(outputs, stack=stack)
-    return build_plan(deployment, stages_file=stages_file,
+    plan = build_plan(deployment, stages_file=stages_file,
                       dependencies=Dependencies.load(dependencies_file),
                       converge_file=converge_file, fleet=fleet)
+    return noop_variant(plan) if noop else plan
 
 
 def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
@@ -63,20 +69,21 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
             stages_file: str | os.PathLike[str] | None = None,
             dependencies_file: str | os.PathLike[str] | None = None,
             converge_file: str | os.PathLike[str] | None = None,
-            fleet: Fleet | None = None, force: bool = False,
+            fleet: Fleet | None = None, noop: bool = False, force: bool = False,
             progress: Progress | None = None) -> PrepareResult:
     """Plan the upgrade and write the plan folder into ``working_dir``.
 
     The same outputs and options give byte-identical files. The previous plan
     is kept as ``plan.previous``; on any error the current plan is untouched.
     A plan whose stages are partly done is not replaced unless ``force``.
+    ``noop`` writes the no-op rehearsal variant (needs a ``fleet``).
     """
     report = progress or (lambda message: None)
     workdir = Workdir.at(working_dir)
     report("planning")
     plan = plan_upgrade(outputs, stack=stack, stages_file=stages_file,
                         dependencies_file=dependencies_file,
-                        converge_file=converge_file, fleet=fleet)
+                        converge_file=converge_file, fleet=fleet, noop=noop)
     report("rendering playbooks and inventory")
     files = render(plan)
     digest = content_hash(files)
