@@ -6,6 +6,7 @@ a typed function over plain data; nothing here prints.
 """
 
 from composable_upgrades.converge import converge
+from composable_upgrades.demo import demo_dependencies_path, demo_outputs, seed_fleet
 from composable_upgrades.dependencies import Dependencies
 from composable_upgrades.execute import ProgressEvent, StopRequest, run_stage
 from composable_upgrades.errors import (
@@ -14,6 +15,7 @@ from composable_upgrades.errors import (
     UnknownHostError, UnknownRoleError, UnsafeNameError, UpgradeError,
     WorkdirError)
 from composable_upgrades.fleet import Fleet
+from composable_upgrades.invariants import Check, InvariantReport, check_invariants
 from composable_upgrades.model import Deployment, Host, Role, Task
 from composable_upgrades.outputs import StackOutputs
 from composable_upgrades.plan import RolePlay, Stage, Step, UpgradePlan, build_plan
@@ -27,7 +29,8 @@ __all__ = [
     "UpgradePlan", "Stage", "Step", "RolePlay", "build_plan", "plan_upgrade",
     "prepare", "PrepareResult", "PreparedPlan", "Workdir",
     "default_working_dir", "Fleet", "run_stage", "converge", "status",
-    "ProgressEvent", "StopRequest",
+    "ProgressEvent", "StopRequest", "demo_outputs", "demo_dependencies_path",
+    "seed_fleet", "check_invariants", "InvariantReport", "Check",
     "StageStatus", "RunResult", "StepOutcome", "TaskRecord",
     "UpgradeError", "OutputsError", "InputFileError", "UnknownRoleError",
     "UnknownHostError", "UnsafeNameError", "DependencyCycleError",

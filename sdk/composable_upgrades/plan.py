@@ -245,9 +245,11 @@ def _inventory_vars(deployment: Deployment, stages: Sequence[Stage]
     global_vars, withheld = select_vars(deployment.global_vars, everything)
     role_vars: dict[str, dict[str, Any]] = {}
     for role in deployment.roles:
-        selected, held = select_vars(role.group_vars,
-                                     used_by_role.get(role.name, set()))
+        used = used_by_role.get(role.name, set())
+        selected, held = select_vars(role.group_vars, used)
         selected.setdefault("tripleo_role_name", role.name)
+        if "service_names" in used:
+            selected.setdefault("service_names", list(role.services))
         role_vars[role.name] = selected
         withheld.extend(held)
     return global_vars, role_vars, sorted(set(withheld))
@@ -283,8 +285,9 @@ def _order_plays(plays: list[RolePlay], dependencies: Dependencies, stage: str,
     services = {p.role: {s for s in p.services if s} for p in plays}
 
     def must_follow(a: str, b: str) -> bool:
-        return any(dep in services[b] for s in services[a]
-                   for dep in dependencies.requires(s))
+        # A dependency both roles run is met inside each role's own play.
+        return any(dep in services[b] and dep not in services[a]
+                   for s in services[a] for dep in dependencies.requires(s))
 
     ordered, dropped = stable_order(list(by_role), must_follow)
     for a, b in dropped:

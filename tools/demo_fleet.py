@@ -1,0 +1,42 @@
+"""Demo helpers for tools/demo.sh: seed the rehearsal fleet, check invariants.
+
+    python tools/demo_fleet.py outputs            path of the demo outputs file
+    python tools/demo_fleet.py dependencies       path of its dependencies file
+    python tools/demo_fleet.py seed WORKING_DIR   seed the plan's fleet
+    python tools/demo_fleet.py check WORKING_DIR STAGE
+                                                  invariant table; exit 1 if any fails
+"""
+
+from __future__ import annotations
+
+import sys
+
+import composable_upgrades as cu
+from composable_upgrades.demo import OUTPUTS_FILE, _data_path
+
+
+def main(argv: list[str]) -> int:
+    command, *args = argv
+    if command == "outputs":
+        print(_data_path(OUTPUTS_FILE))
+        return 0
+    if command == "dependencies":
+        print(cu.demo_dependencies_path())
+        return 0
+    plan = cu.Workdir.at(args[0]).load_plan()
+    fleet = cu.Fleet.at(plan.data["fleet"]["root"])
+    if command == "seed":
+        cu.seed_fleet(fleet, plan.data, reset=True)
+        print(f"seeded {len(plan.data['hosts'])} hosts and the undercloud "
+              f"under {fleet.root} with release 17.1")
+        return 0
+    report = cu.check_invariants(fleet, plan.data, args[1])
+    width = max(len(c.name) for c in report.checks)
+    print(f"invariants after {args[1]}:")
+    for check in report.checks:
+        print(f"  {'ok  ' if check.ok else 'FAIL'} {check.name:<{width}}  {check.detail}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
