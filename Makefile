@@ -6,9 +6,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 HEAT_VENV ?= .venv-heat
+TC_VENV ?= .venv-tripleoclient
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit docs bench install heat clean
+.PHONY: demo test unit docs bench install heat tripleoclient clean
 
 install: $(STAMP)
 
@@ -25,21 +26,28 @@ $(STAMP): setup.cfg setup.py requirements-test.txt requirements-nodeps.txt
 heat:
 	bash tests/heatserver/install.sh $(HEAT_VENV)
 
+# python-tripleoclient 20 beside this plugin, in a venv of its own, for the
+# coexistence tests (it cannot share ours: its dependencies pin ansible<2.10).
+tripleoclient:
+	bash tests/coexistence/install.sh $(TC_VENV)
+
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh
 
-test: install heat demo
-	HEAT_VENV=$(CURDIR)/$(HEAT_VENV) $(BIN)/python -m pytest -q tests
+TEST_ENV = HEAT_VENV=$(CURDIR)/$(HEAT_VENV) TRIPLEOCLIENT_VENV=$(CURDIR)/$(TC_VENV)
+
+test: install heat tripleoclient demo
+	$(TEST_ENV) $(BIN)/python -m pytest -q tests
 	$(MAKE) docs
 
-unit: install
-	$(BIN)/python -m pytest -q tests
+unit: install heat tripleoclient
+	$(TEST_ENV) $(BIN)/python -m pytest -q tests
 
 docs: install
 	$(BIN)/sphinx-build -q -W --keep-going -b html doc doc/_build/html
 
-bench: install
-	$(BIN)/python benchmarks/run_all.py
+bench: install tripleoclient
+	TRIPLEOCLIENT_VENV=$(CURDIR)/$(TC_VENV) $(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(HEAT_VENV) doc/_build .pytest_cache
+	rm -rf $(VENV) $(HEAT_VENV) $(TC_VENV) doc/_build .pytest_cache

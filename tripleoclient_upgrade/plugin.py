@@ -6,7 +6,13 @@ start-up, whatever command runs.
 
 import logging
 
+from tripleoclient_upgrade import coexistence
+
 LOG = logging.getLogger(__name__)
+
+# Own "overcloud upgrade prepare|run" even beside python-tripleoclient,
+# whatever order the plugins load in (see coexistence.py).
+coexistence.take_over_tripleoclient_upgrade()
 
 DEFAULT_API_VERSION = "1"
 API_VERSION_OPTION = "os_overcloud_upgrade_api_version"

@@ -1,0 +1,279 @@
+"""Installed beside python-tripleoclient 20, this plugin owns ``overcloud upgrade``.
+
+The checks run in a venv of their own that holds python-tripleoclient 20 and
+this project (``tests/coexistence/install.sh``; ``$TRIPLEOCLIENT_VENV``,
+default ``<repo>/.venv-tripleoclient``). CI creates it; without it these
+tests fail and say how to create it.
+
+A clean stderr proves nothing (osc-lib sets the ``cliff`` logger to ERROR,
+so cliff's duplicate warning never shows): ``tests/coexistence/osc_probe.py``
+runs ``openstack <command> --help`` through OpenStackClient's shell in that
+venv and reports what the command manager resolved, every entry point that
+registers the name, and the duplicate warnings cliff logged. It runs under
+several PYTHONHASHSEED values, with the entry points in installed and in
+reverse order, and also loads the plugin groups into fresh command managers
+in both orders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from cliff.commandmanager import CommandManager as CliffCommandManager
+
+from tripleoclient_upgrade import coexistence
+
+REPO = Path(__file__).resolve().parents[1]
+VENV = Path(os.environ.get("TRIPLEOCLIENT_VENV") or REPO / ".venv-tripleoclient")
+INSTALL = REPO / "tests" / "coexistence" / "install.sh"
+PROBE = REPO / "tests" / "coexistence" / "osc_probe.py"
+STAMP = ".tripleoclient-installed"
+
+OURS = {
+    "overcloud upgrade prepare": "tripleoclient_upgrade.overcloud_upgrade:Prepare",
+    "overcloud upgrade run": "tripleoclient_upgrade.overcloud_upgrade:Run",
+    "overcloud upgrade converge": "tripleoclient_upgrade.overcloud_upgrade:Converge",
+}
+# What python-tripleoclient 20 registers under the same names.
+THEIRS = {
+    "overcloud upgrade prepare": "tripleoclient.v1.overcloud_upgrade:UpgradePrepare",
+    "overcloud upgrade run": "tripleoclient.v1.overcloud_upgrade:UpgradeRun",
+}
+# python-tripleoclient commands that must keep working.
+KEPT = {
+    "overcloud deploy": "tripleoclient.v1.overcloud_deploy:DeployOvercloud",
+    "overcloud external-upgrade run":
+        "tripleoclient.v1.overcloud_external_upgrade:ExternalUpgradeRun",
+}
+# An option only our command has, and one only python-tripleoclient's has.
+HELP_MARKS = {
+    "overcloud upgrade prepare": ("--outputs-file", "--templates"),
+    "overcloud upgrade run": ("--stage", "--static-inventory"),
+    "overcloud upgrade converge": ("--resume", "--templates"),
+}
+OUR_GROUP = "openstack.overcloud_upgrade.v1"
+THEIR_GROUP = "openstack.tripleoclient.v2"
+# (PYTHONHASHSEED, reverse the entry points): both orders, several seeds.
+VARIANTS = [("0", False), ("1", True), ("4242", False), ("31337", True)]
+
+
+# -- the mechanism itself, in this process ---------------------------------
+
+def _manager_class():
+    class Manager(CliffCommandManager):
+        pass
+    coexistence.take_over_tripleoclient_upgrade(Manager)
+    return Manager
+
+
+def test_replaced_modules_are_added_to_the_ignored_modules():
+    manager = _manager_class()(None, ignored_modules=("a.b",))
+    assert manager.ignored_modules == ("a.b", *coexistence.REPLACED_MODULES)
+    assert _manager_class()().ignored_modules == coexistence.REPLACED_MODULES
+    ignored = manager._is_module_ignored
+    assert ignored("tripleoclient.v1.overcloud_upgrade", manager.ignored_modules)
+    for kept in ("tripleoclient.v1.overcloud_deploy",
+                 "tripleoclient.v1.overcloud_external_upgrade",
+                 "tripleoclient.v1.overcloud_upgrade_extra",
+                 "tripleoclient_upgrade.overcloud_upgrade"):
+        assert not ignored(kept, manager.ignored_modules), kept
+
+
+def test_take_over_is_idempotent_and_keeps_earlier_managers():
+    class Manager(CliffCommandManager):
+        pass
+    earlier = Manager(None, ignored_modules=("x.y",))
+    coexistence.take_over_tripleoclient_upgrade(Manager)
+    descriptor = Manager.__dict__["ignored_modules"]
+    coexistence.take_over_tripleoclient_upgrade(Manager)
+    assert Manager.__dict__["ignored_modules"] is descriptor
+    assert earlier.ignored_modules == ("x.y", *coexistence.REPLACED_MODULES)
+    later = Manager(None, ignored_modules=coexistence.REPLACED_MODULES)
+    assert later.ignored_modules == coexistence.REPLACED_MODULES
+    assert "ignored_modules" not in CliffCommandManager.__dict__
+
+
+def test_plugin_import_installs_it_and_stays_light():
+    """Importing the plugin module (what OpenStackClient does) installs the
+    mechanism, imports nothing but the plugin's own small modules, and never
+    python-tripleoclient."""
+    script = (
+        "import json, sys\n"
+        "import osc_lib.command.commandmanager as cm\n"
+        "before = set(sys.modules)\n"
+        "import tripleoclient_upgrade.plugin\n"
+        "print(json.dumps({'new': sorted(set(sys.modules) - before),\n"
+        "  'installed': type(cm.CommandManager.__dict__.get('ignored_modules'))"
+        ".__name__}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["installed"] == "_IgnoredModules", (
+        "tripleoclient_upgrade/plugin.py does not call "
+        "coexistence.take_over_tripleoclient_upgrade() at import")
+    assert set(report["new"]) <= {
+        "tripleoclient_upgrade", "tripleoclient_upgrade.plugin",
+        "tripleoclient_upgrade.coexistence"}, report["new"]
+
+
+# -- in the venv with python-tripleoclient 20 ------------------------------
+
+def _setup_hash() -> str:
+    data = (REPO / "setup.cfg").read_bytes() + (REPO / "setup.py").read_bytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def venv() -> Path:
+    how = (f"create it with 'bash {INSTALL.relative_to(REPO)} {VENV}' "
+           "(about a minute; CI does it) or point TRIPLEOCLIENT_VENV at one")
+    stamp = VENV / STAMP
+    if not (VENV / "bin" / "openstack").exists() or not stamp.exists():
+        pytest.fail(f"no python-tripleoclient venv at {VENV}: {how}",
+                    pytrace=False)
+    if f"setup={_setup_hash()}" not in stamp.read_text():
+        pytest.fail(f"the venv at {VENV} was installed from another setup.cfg "
+                    f"(its entry points are stale): re-run 'bash "
+                    f"{INSTALL.relative_to(REPO)} {VENV}'", pytrace=False)
+    return VENV
+
+
+@pytest.fixture(scope="module")
+def runs(venv: Path, tmp_path_factory) -> dict:
+    """Every subprocess of the module, run concurrently (each takes seconds)."""
+    home = tmp_path_factory.mktemp("home")
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith("OS_") and k != "PYTHONHASHSEED"}
+    base["HOME"] = str(home)
+    python, openstack = str(venv / "bin" / "python"), str(venv / "bin" / "openstack")
+    names = [*OURS, *KEPT]
+    jobs = {}
+    for seed, reverse in VARIANTS:
+        argv = [python, str(PROBE), "resolve", *names]
+        if reverse:
+            argv.insert(3, "--reverse-entry-points")
+        jobs[("probe", seed, reverse)] = (argv, {**base, "PYTHONHASHSEED": seed})
+    for name in [*KEPT, "overcloud upgrade prepare"]:
+        jobs[("cli", name)] = ([openstack, *name.split(), "--help"], base)
+    entry_points = (
+        "import importlib.metadata as md, json\n"
+        "print(json.dumps([[e.group, e.name, e.value] for e in "
+        "md.distribution('python-tripleoclient').entry_points]))\n")
+    jobs[("entry_points",)] = ([python, "-c", entry_points], base)
+
+    def run(job):
+        argv, env = job
+        return subprocess.run(argv, env=env, cwd=home, capture_output=True,
+                              text=True, timeout=180)
+
+    # Warm stevedore's entry point cache in this HOME once, not 8 times.
+    warm = run(([python, str(PROBE), "modules", "--", "--version"], base))
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = dict(zip(jobs, pool.map(run, jobs.values())))
+    return done
+
+
+def _probe(runs: dict, seed: str, reverse: bool) -> dict:
+    done = runs[("probe", seed, reverse)]
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("seed,reverse", VARIANTS,
+                         ids=[f"seed{s}-{'reversed' if r else 'installed'}"
+                              for s, r in VARIANTS])
+def test_ours_win_registered_once(runs, seed, reverse):
+    report = _probe(runs, seed, reverse)
+    assert report["versions"]["python-tripleoclient"] == "20.0.0", report["versions"]
+    assert report["plugin_file"], "the plugin was not imported"
+    assert Path(report["plugin_file"]).resolve().is_relative_to(REPO), (
+        f"the venv runs another copy of the plugin: {report['plugin_file']}")
+    assert set(coexistence.REPLACED_MODULES) <= set(report["ignored_modules"])
+    for name, ours in OURS.items():
+        command = report["commands"][name]
+        assert command["status"] == 0, (name, command)
+        assert command["resolved"] == ours, (name, command["resolved"])
+        live = [r["target"] for r in command["registrations"] if not r["ignored"]]
+        assert live == [ours], (name, command["registrations"])
+        assert command["duplicate_warnings"] == [], command["duplicate_warnings"]
+        if name in THEIRS:
+            # The collision is real: python-tripleoclient registers the
+            # name too, and cliff skipped it.
+            skipped = [r["target"] for r in command["registrations"] if r["ignored"]]
+            assert skipped == [THEIRS[name]], command["registrations"]
+        mine, theirs = HELP_MARKS[name]
+        assert f"usage: openstack {name}" in command["help"], command["help"][:300]
+        assert mine in command["help"] and theirs not in command["help"], name
+    for name, theirs in KEPT.items():
+        command = report["commands"][name]
+        assert command["status"] == 0, (name, command)
+        assert command["resolved"] == theirs, (name, command["resolved"])
+        assert command["duplicate_warnings"] == []
+
+
+@pytest.mark.parametrize("seed,reverse", VARIANTS,
+                         ids=[f"seed{s}-{'reversed' if r else 'installed'}"
+                              for s, r in VARIANTS])
+def test_group_order_does_not_matter(runs, seed, reverse):
+    """Fresh command managers load the plugin groups in the shell's order
+    and reversed: ours win both ways, each name registered once."""
+    orders = _probe(runs, seed, reverse)["orders"]
+    positions = set()
+    for order in orders.values():
+        groups = order["groups"]
+        assert OUR_GROUP in groups and THEIR_GROUP in groups, groups
+        positions.add(groups.index(OUR_GROUP) < groups.index(THEIR_GROUP))
+        for name, ours in OURS.items():
+            assert order["resolved"][name] == ours, (name, order["groups"])
+            assert order["registered"][name] == 1, name
+        for name, theirs in KEPT.items():
+            assert order["resolved"][name] == theirs
+        assert order["duplicate_warnings"] == []
+    assert positions == {True, False}, "both group orders were not tried"
+
+
+def test_entry_point_order_was_really_flipped(runs):
+    """The shell loaded our group before python-tripleoclient's in one
+    variant and after it in another: the winner did not come from order."""
+    positions = set()
+    for seed, reverse in VARIANTS:
+        groups = _probe(runs, seed, reverse)["groups"]
+        positions.add(groups.index(OUR_GROUP) < groups.index(THEIR_GROUP))
+    assert positions == {True, False}
+
+
+@pytest.mark.parametrize("name", [*KEPT, "overcloud upgrade prepare"])
+def test_real_cli_help(runs, name):
+    """The ``openstack`` script itself: python-tripleoclient's other commands
+    still work, and ``overcloud upgrade prepare`` is ours."""
+    done = runs[("cli", name)]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"usage: openstack {name}" in done.stdout, done.stdout[:300]
+    if name in HELP_MARKS:
+        mine, theirs = HELP_MARKS[name]
+        assert mine in done.stdout and theirs not in done.stdout
+
+
+def test_replaced_module_holds_only_commands_we_provide(runs):
+    """Ignoring a whole module hides every command in it: each one must be a
+    command this plugin registers."""
+    done = runs[("entry_points",)]
+    assert done.returncode == 0, done.stderr
+    hidden = {name.replace("_", " ")
+              for group, name, value in json.loads(done.stdout)
+              if group.startswith("openstack.")
+              and value.split(":")[0] in coexistence.REPLACED_MODULES}
+    assert hidden == set(THEIRS), hidden
+    import importlib.metadata as md
+    provided = {ep.name.replace("_", " ")
+                for ep in md.entry_points(group=OUR_GROUP)}
+    assert hidden <= provided, hidden - provided
