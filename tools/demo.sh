@@ -45,6 +45,6 @@ $helper check "$wd" converge
 
 say "status"
 $upgrade status --working-dir "$wd"
-$upgrade history --working-dir "$wd" 2>/dev/null || true
+$upgrade history --working-dir "$wd"
 
 say "demo finished in $((SECONDS - start)) s; files in $work"

@@ -8,6 +8,7 @@ a typed function over plain data; nothing here prints.
 from composable_upgrades.converge import converge
 from composable_upgrades.demo import demo_dependencies_path, demo_outputs, seed_fleet
 from composable_upgrades.dependencies import Dependencies
+from composable_upgrades.diff import plan_diff
 from composable_upgrades.execute import ProgressEvent, StopRequest, run_stage
 from composable_upgrades.errors import (
     DependencyCycleError, HeatError, InputFileError, LockedError, OutputsError,
@@ -15,6 +16,7 @@ from composable_upgrades.errors import (
     UnknownHostError, UnknownRoleError, UnsafeNameError, UpgradeError,
     WorkdirError)
 from composable_upgrades.fleet import Fleet
+from composable_upgrades.history import History
 from composable_upgrades.invariants import Check, InvariantReport, check_invariants
 from composable_upgrades.model import Deployment, Host, Role, Task
 from composable_upgrades.outputs import StackOutputs
@@ -22,6 +24,7 @@ from composable_upgrades.plan import RolePlay, Stage, Step, UpgradePlan, build_p
 from composable_upgrades.prepare import PrepareResult, plan_upgrade, prepare
 from composable_upgrades.results import RunResult, StepOutcome, TaskRecord
 from composable_upgrades.status import StageStatus, status
+from composable_upgrades.store import HistoryStore
 from composable_upgrades.workdir import PreparedPlan, Workdir, default_working_dir
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "default_working_dir", "Fleet", "run_stage", "converge", "status",
     "ProgressEvent", "StopRequest", "demo_outputs", "demo_dependencies_path",
     "seed_fleet", "check_invariants", "InvariantReport", "Check",
+    "History", "HistoryStore", "plan_diff",
     "StageStatus", "RunResult", "StepOutcome", "TaskRecord",
     "UpgradeError", "OutputsError", "InputFileError", "UnknownRoleError",
     "UnknownHostError", "UnsafeNameError", "DependencyCycleError",

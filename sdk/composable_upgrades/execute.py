@@ -38,8 +38,9 @@ from composable_upgrades.plan import (
     KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL, UNATTRIBUTED)
 from composable_upgrades.redact import redact, scrub_text
 from composable_upgrades.results import (
-    DRY_RUN, FAILED, INTERRUPTED, NOTHING_TO_DO, SUCCESSFUL, NullSink,
-    RecordSink, RunResult, StepOutcome, TaskRecord)
+    DRY_RUN, FAILED, INTERRUPTED, NOTHING_TO_DO, SUCCESSFUL, RecordSink, RunResult,
+    StepOutcome, TaskRecord)
+from composable_upgrades.store import HistoryStore
 from composable_upgrades.workdir import PreparedPlan, PreparedStage, Workdir
 
 REPRODUCE_SCRIPT = "ansible-playbook-command.sh"
@@ -302,6 +303,10 @@ class _Runner:
             result.notes.append(f"ansible-playbook exited {rc} at step {step} of "
                                 f"batch {batch}; see {result.run_dir}")
         ok_hosts = [h for h in hosts if h not in failed]
+        if failed and self.stage.kind != KIND_BATCHED:
+            # Plays of these stages are any_errors_fatal: one host's failure
+            # stopped every host, so none of them finished the step.
+            ok_hosts = []
         if not interrupted:
             self.journal.record_units(self.plan.sha256, result.run_id,
                                       self.stage.name, batch, step, ok_hosts,
@@ -524,7 +529,8 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
     finished. ``steps`` (or ``playbooks``, the step playbooks' file names)
     restricts the run to some steps. A stage refuses to
     start while the stages it needs are unfinished, unless ``force``.
-    Ctrl-C once stops after the current step; twice stops now.
+    Ctrl-C once stops after the current step; twice stops now. Records go
+    to the working dir's run history unless another ``sink`` is given.
     """
     workdir = Workdir.at(working_dir)
     plan = workdir.load_plan()
@@ -588,7 +594,8 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
         if resume:
             finished = journal.progress(plan.sha256, [target])[stage].finished
         runner = _Runner(workdir, plan, target, options, progress,
-                         sink or NullSink(), stop)
+                         HistoryStore(workdir.history_path) if sink is None else sink,
+                         stop)
         result.run_dir = os.path.join(workdir.runs_dir, run_id)
         try:
             os.makedirs(result.run_dir)

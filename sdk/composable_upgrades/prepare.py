@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from composable_upgrades.plan import KIND_EXTERNAL, UpgradePlan, build_plan
 from composable_upgrades.rehearsal import noop_variant
 from composable_upgrades.playbooks import render_playbooks
 from composable_upgrades.serialize import to_json
+from composable_upgrades.store import HistoryStore
 from composable_upgrades.workdir import PLAN_FILE, PreparedPlan, Workdir, content_hash
 
 INVENTORY_FILE = "inventory.yaml"
@@ -79,6 +81,7 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
     ``noop`` writes the no-op rehearsal variant (needs a ``fleet``).
     """
     report = progress or (lambda message: None)
+    started = time.time()
     workdir = Workdir.at(working_dir)
     report("planning")
     plan = plan_upgrade(outputs, stack=stack, stages_file=stages_file,
@@ -93,9 +96,22 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
             _refuse_if_partly_done(workdir, digest)
         report(f"writing {len(files)} files")
         changed = workdir.write_plan(files)
+        HistoryStore(workdir.history_path).record_prepare(
+            digest,
+            {"stack": plan.stack, "source": outputs.source,
+             "stages_file": _path(stages_file),
+             "dependencies_file": _path(dependencies_file),
+             "converge_file": _path(converge_file),
+             "fleet": fleet.root if fleet else None, "noop": noop, "force": force},
+            started=started, ended=time.time(), status="successful",
+            notes=list(plan.warnings) + ([] if changed else ["plan unchanged"]))
     prepared = PreparedPlan(path=workdir.plan_dir, sha256=digest,
                             data=plan.to_dict())
     return PrepareResult(plan=plan, prepared=prepared, changed=changed)
+
+
+def _path(path: str | os.PathLike[str] | None) -> str | None:
+    return os.fspath(path) if path is not None else None
 
 
 def _refuse_if_partly_done(workdir: Workdir, new_digest: str) -> None:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+    from matplotlib.axes import Axes
 
 #: Task outcomes, as Ansible reports them.
 STATUSES = ("ok", "changed", "failed", "skipped", "unreachable", "ignored")
@@ -123,6 +127,137 @@ class RunResult:
             failed[s.step] = failed.get(s.step, 0) + len(s.failed)
         return (["Step", "Hosts", "Failed", "Elapsed (s)"],
                 [(s, hosts[s], failed[s], round(t, 1)) for s, t in totals.items()])
+
+    # -- frames and plots (pandas and matplotlib are imported when used) ----
+
+    def to_frame(self) -> pandas.DataFrame:
+        """One row per host, step and task, in the order they ran."""
+        return records_frame(self.records)
+
+    def failures(self) -> pandas.DataFrame:
+        """The failed and unreachable task records, with their messages."""
+        return records_frame([r for r in self.records if r.status in FAILURES])
+
+    def summary(self) -> pandas.DataFrame:
+        """One row per step (batches added up): hosts ok, hosts failed, wall time.
+
+        ``wall_time`` is in seconds; hosts of a step stopped by a second
+        Ctrl-C count as neither ok nor failed.
+        """
+        import pandas
+
+        order: dict[int | str, list[float]] = {}
+        for s in self.steps:
+            totals = order.setdefault(s.step, [0, 0, 0.0])
+            if not s.interrupted:
+                totals[0] += len(s.hosts) - len(s.failed)
+            totals[1] += len(s.failed)
+            totals[2] += s.duration
+        return pandas.DataFrame(
+            [(step, int(ok), int(bad), wall) for step, (ok, bad, wall) in order.items()],
+            columns=["step", "hosts_ok", "hosts_failed", "wall_time"])
+
+    def timeline(self, ax: Axes | None = None) -> Axes:
+        """A Gantt chart of the run: one bar per host per step per batch.
+
+        Bars span the host's first task start to its last task end in the
+        step (the step's span when the host has no timed task), coloured by
+        outcome; x is seconds since the run started. Draws on ``ax`` or on a
+        new figure; returns the Axes.
+        """
+        from matplotlib.patches import Patch
+
+        if ax is None:
+            import matplotlib.pyplot as plt
+            _, ax = plt.subplots(figsize=(10, 1.5 + 0.3 * min(
+                100, len({h for s in self.steps for h in s.hosts}))))
+        bars = self._bars()
+        hosts = list(dict.fromkeys(b.host for b in bars))
+        row = {h: i for i, h in enumerate(hosts)}
+        origin = self.started or min((b.start for b in bars), default=0.0)
+        ax.barh([row[b.host] for b in bars],
+                [max(b.end - b.start, 0.0) for b in bars],
+                left=[b.start - origin for b in bars], height=0.6,
+                color=[TIMELINE_COLOURS[b.outcome] for b in bars],
+                edgecolor="none")
+        for s in self.steps:
+            ax.axvline(s.started - origin, color="0.85", linewidth=0.8, zorder=0)
+            ax.annotate(f"{s.batch}/{s.step}" if len(self.batches) > 1 else str(s.step),
+                        (s.started - origin, 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(2, 2), textcoords="offset points", fontsize=7,
+                        color="0.4")
+        ax.set_yticks(range(len(hosts)), hosts)
+        ax.invert_yaxis()
+        ax.set_xlabel("seconds since the run started")
+        ax.set_title(f"{self.stage}: run {self.run_id} ({self.status})", pad=14)
+        used = list(dict.fromkeys(b.outcome for b in bars))
+        if used:
+            ax.legend(handles=[Patch(color=TIMELINE_COLOURS[o], label=o) for o in used],
+                      loc="lower right", fontsize=7)
+        return ax
+
+    def _bars(self) -> list[_Bar]:
+        """Span and outcome of each (batch, step, host) of the run."""
+        spans: dict[tuple[int, int | str, str], list[float]] = {}
+        bad: set[tuple[int, int | str, str]] = set()
+        for r in self.records:
+            key = (r.batch, r.step, r.host)
+            if r.status in FAILURES:
+                bad.add(key)
+            if r.start is None:
+                continue
+            end = r.start + (r.duration or 0.0)
+            span = spans.get(key)
+            if span is None:
+                spans[key] = [r.start, end]
+            else:
+                span[0] = min(span[0], r.start)
+                span[1] = max(span[1], end)
+        bars = []
+        for s in self.steps:
+            failed = set(s.failed)
+            for host in s.hosts:
+                key = (s.batch, s.step, host)
+                start, end = spans.get(key, (s.started, s.ended))
+                outcome = ("failed" if host in failed or key in bad else
+                           "stopped" if s.interrupted else
+                           "ok" if key in spans else "no tasks")
+                bars.append(_Bar(host, start, end, outcome))
+        return bars
+
+
+#: Task outcomes that mean a host failed.
+FAILURES = ("failed", "unreachable")
+
+#: Bar colours of :meth:`RunResult.timeline`, by outcome.
+TIMELINE_COLOURS = {"ok": "tab:green", "failed": "tab:red",
+                    "stopped": "tab:orange", "no tasks": "0.75"}
+
+#: Columns of :meth:`RunResult.to_frame`, the :class:`TaskRecord` fields.
+RECORD_COLUMNS = ("run_id", "stage", "batch", "step", "host", "role", "service",
+                  "task", "action", "status", "start", "duration", "message")
+
+
+@dataclass(frozen=True)
+class _Bar:
+    host: str
+    start: float
+    end: float
+    outcome: str
+
+
+def records_frame(records: list[TaskRecord]) -> pandas.DataFrame:
+    """Task records as a DataFrame (columns :data:`RECORD_COLUMNS`)."""
+    import operator
+
+    import pandas
+
+    row = operator.attrgetter(*RECORD_COLUMNS)
+    frame = pandas.DataFrame([row(r) for r in records], columns=list(RECORD_COLUMNS))
+    if not records:
+        frame = frame.astype({"batch": "int64", "start": "float64",
+                              "duration": "float64"})
+    return frame
 
 
 class RecordSink(Protocol):
