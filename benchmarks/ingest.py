@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
-import os
-import platform
 import shutil
 import sqlite3
 import sys
@@ -33,13 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 _IMPORT_START = time.perf_counter()
-import pandas  # noqa: E402
 
 PANDAS_IMPORT_S = time.perf_counter() - _IMPORT_START
 
 from composable_upgrades.history import History  # noqa: E402
 from composable_upgrades.results import RunResult, TaskRecord  # noqa: E402
 from composable_upgrades.store import HistoryStore  # noqa: E402
+from report import machine, print_rst, print_text  # noqa: E402
 
 RECORDS = 50_000
 REPEAT = 5
@@ -124,38 +121,6 @@ def measure(count: int, repeat: int) -> tuple[Timing, Timing, Timing]:
     return ingest, read, total
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine() -> list[tuple[str, str]]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-        else os.cpu_count()
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) \
-        if hasattr(os, "getloadavg") else "unknown"
-    return [
-        ("CPU", cpu),
-        ("Cores", f"{os.cpu_count()} logical, {usable} usable by this process"),
-        ("Load average at the end (1, 5, 15 min)", load),
-        ("OS", platform.platform()),
-        ("Python", platform.python_version()),
-        ("SQLite", f"{sqlite3.sqlite_version} (Python sqlite3 module)"),
-        ("pandas", pandas.__version__),
-        ("tripleoclient-upgrade", _version("tripleoclient-upgrade")),
-    ]
-
-
 def table(count: int, ingest: Timing, read: Timing, total: Timing) -> list[list[str]]:
     """Header and rows of the result table."""
     return [
@@ -167,26 +132,6 @@ def table(count: int, ingest: Timing, read: Timing, total: Timing) -> list[list[
         ["total (best run)", f"{total.wall:.3f}", f"{total.cpu:.3f}"],
         ["pandas import (once per process)", f"{PANDAS_IMPORT_S:.3f}", "-"],
     ]
-
-
-def print_text(rows: list[list[str]]) -> None:
-    """The table as aligned text."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for index, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths))))
-        if index == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def print_rst(rows: list[list[str]], facts: list[tuple[str, str]]) -> None:
-    """The table and the machine as reST, for doc/performance.rst."""
-    print(".. list-table::\n   :header-rows: 1\n")
-    for row in rows:
-        print("   * - " + "\n     - ".join(row))
-    print()
-    for key, value in facts:
-        print(f"- {key}: {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ingest, read, total = measure(args.records, args.repeat)
     rows = table(args.records, ingest, read, total)
-    facts = machine()
+    facts = machine("pandas", "tripleoclient-upgrade") + [
+        ("SQLite", f"{sqlite3.sqlite_version} (Python sqlite3 module)")]
     print(f"run history: best of {args.repeat} (target: total under "
           f"{TARGET_S:.0f} s)\n")
     print_text(rows)

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import importlib.metadata
 import os
-import platform
 import pstats
 import shutil
 import subprocess
@@ -41,6 +39,7 @@ import yaml  # noqa: E402
 import composable_upgrades  # noqa: E402
 from tests.tripleo_reference import (  # noqa: E402
     download_config, load_fixture_outputs, scaled_outputs)
+from report import machine, print_rst, print_text  # noqa: E402
 
 SIZES = (18, 180, 720, 1440)
 REPEAT = 3
@@ -122,41 +121,6 @@ def profile(hosts: int, top: int = 25) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine() -> list[tuple[str, str]]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-        else os.cpu_count()
-    git = subprocess.run(["git", "--version"], capture_output=True, text=True,
-                         check=False).stdout.strip() or "not found"
-    return [
-        ("CPU", cpu),
-        ("Cores", f"{os.cpu_count()} logical, {usable} usable by this process"),
-        ("OS", platform.platform()),
-        ("Python", platform.python_version()),
-        ("tripleoclient-upgrade", _version("tripleoclient-upgrade")),
-        ("tripleo-common", _version("tripleo-common")),
-        ("PyYAML", f"{yaml.__version__} (libyaml: "
-                   f"{'yes' if yaml.__with_libyaml__ else 'no'})"),
-        ("Jinja2", _version("Jinja2")),
-        ("GitPython", _version("GitPython")),
-        ("git", git),
-    ]
-
-
 def table(rows: list[Row]) -> list[list[str]]:
     """Header and rows of the result table."""
     out = [["hosts", "ours (s)", "tripleo-common (s)", "ratio", "runs"]]
@@ -164,25 +128,6 @@ def table(rows: list[Row]) -> list[list[str]]:
         out.append([f"{r.hosts:,}", f"{r.ours:.3f}", f"{r.theirs:.3f}",
                     f"{r.ratio:.1f}x", f"{r.ours_runs} / {r.theirs_runs}"])
     return out
-
-
-def print_text(rows: list[list[str]]) -> None:
-    """The table as aligned text."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for index, row in enumerate(rows):
-        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
-        if index == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def print_rst(rows: list[list[str]], facts: list[tuple[str, str]]) -> None:
-    """The table and the machine as reST, for doc/performance.rst."""
-    print(".. list-table::\n   :header-rows: 1\n")
-    for row in rows:
-        print("   * - " + "\n     - ".join(row))
-    print()
-    for key, value in facts:
-        print(f"- {key}: {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,10 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     rows = table(measure(sizes, args.repeat))
-    facts = machine()
+    git = subprocess.run(["git", "--version"], capture_output=True, text=True,
+                         check=False).stdout.strip() or "not found"
+    facts = machine("tripleoclient-upgrade", "tripleo-common", "Jinja2",
+                    "GitPython") + [
+        ("PyYAML", f"{yaml.__version__} (libyaml: "
+                   f"{'yes' if yaml.__with_libyaml__ else 'no'})"),
+        ("git", git)]
     print(f"prepare: best of {args.repeat} (tripleo-common: fewer once its "
           f"runs at a size pass {TC_BUDGET_S:.0f} s; 'runs' says how many)\n")
-    print_text(rows)
+    print_text(rows, left=0)
     print()
     for key, value in facts:
         print(f"{key}: {value}")

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -45,6 +44,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from report import machine, print_rst, print_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "tests" / "coexistence" / "osc_probe.py"
@@ -204,39 +204,6 @@ def import_profile(venv: Path, env: dict[str, str], cwd: str, runs: int = 3
     return statistics.median(totals), sorted(heavy)
 
 
-def machine(tc_venv: Path | None) -> list[tuple[str, str]]:
-    """What the numbers were measured on."""
-    import importlib.metadata as md
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0))
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-
-    def version(dist: str) -> str:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return "not installed"
-
-    return [
-        ("CPU", cpu),
-        ("Cores", f"{os.cpu_count()} logical, {usable} usable by this process"),
-        ("Load average at the end (1, 5, 15 min)", load),
-        ("OS", platform.platform()),
-        ("Python", platform.python_version()),
-        ("python-openstackclient", version("python-openstackclient")),
-        ("cliff", version("cliff")),
-        ("osc-lib", version("osc-lib")),
-        ("tripleoclient-upgrade", version("tripleoclient-upgrade")),
-    ] + ([("coexistence venv", _tc_versions(tc_venv))] if tc_venv else [])
-
-
 def _tc_versions(venv: Path) -> str:
     script = ("import importlib.metadata as m; print(', '.join(d + ' ' + "
               "m.version(d) for d in ('python-tripleoclient', "
@@ -266,26 +233,6 @@ def paired(with_: Row, without: Row) -> tuple[float, float]:
     back to back in each turn, so a change of load cancels out."""
     return (statistics.median(a - b for a, b in zip(with_.wall, without.wall)),
             statistics.median(a - b for a, b in zip(with_.cpu, without.cpu)))
-
-
-def print_text(rows: list[list[str]]) -> None:
-    """The table as aligned text."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for index, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) if i < 3 else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths))))
-        if index == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def print_rst(rows: list[list[str]], facts: list[tuple[str, str]]) -> None:
-    """The table and the machine as reST, for doc/performance.rst."""
-    print(".. list-table::\n   :header-rows: 1\n")
-    for row in rows:
-        print("   * - " + "\n     - ".join(row))
-    print()
-    for key, value in facts:
-        print(f"- {key}: {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,11 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         plugin_imports, heavy = import_profile(args.venv, env, home)
     by_key = {r.key: r for r in rows}
     result = table(rows)
-    facts = machine(tc_venv)
+    facts = machine("python-openstackclient", "cliff", "osc-lib",
+                    "tripleoclient-upgrade") + (
+        [("coexistence venv", _tc_versions(tc_venv))] if tc_venv else [])
 
     print(f"openstack start-up: median of {args.runs} runs after a warm-up, "
           "rows in turns; peak RSS: the largest of the runs\n")
-    print_text(result)
+    print_text(result, left=3)
     print()
     core = "openstack server list --help"
     version = "openstack --version"

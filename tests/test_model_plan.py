@@ -404,8 +404,11 @@ def _plays_respect_dependencies(step, deps):
     roles = [p.role for p in step.plays]
     for i, earlier in enumerate(roles):
         for later in roles[i + 1:]:
-            # the earlier role must not need anything the later one runs
-            needs = {d for s in services[earlier] for d in deps.requires(s)}
+            # the earlier role must not need anything the later one runs,
+            # except what the later role also needs for the same service
+            # (it upgrades that pair in order inside its own play)
+            needs = {d for s in services[earlier] - services[later]
+                     for d in deps.requires(s)}
             assert not needs & services[later], (step.number, earlier, later)
 
 

@@ -28,6 +28,7 @@ import yaml
 
 from composable_upgrades.errors import InputFileError, OutputsError
 from composable_upgrades.model import CONVERGE_OUTPUT, Deployment, Task, make_tasks
+from composable_upgrades.serialize import load_yaml_file
 
 PHASES = ("rpc_unpin", "packages", "reboot")
 _KEYS = {"rpc_unpin_tasks", "unmanaged_packages", "package_tasks",
@@ -107,19 +108,10 @@ def _outputs_error(source: str):
 
 
 def _read_file(path: str) -> Mapping[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as exc:
-        raise InputFileError(f"cannot read converge file: {exc.strerror}",
-                             path=path) from exc
-    except yaml.YAMLError as exc:
-        raise InputFileError(f"not valid YAML: {exc}".replace("\n", " "),
-                             path=path) from exc
+    data = load_yaml_file(path, "converge file")
     if not isinstance(data, Mapping):
         raise InputFileError("expected a mapping of converge phases", path=path)
     return data
-
 
 
 def converge(working_dir: str | os.PathLike[str], *, force: bool = False,

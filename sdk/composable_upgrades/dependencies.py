@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from composable_upgrades.errors import DependencyCycleError, InputFileError
+from composable_upgrades.serialize import load_yaml_file
 
 BUILTIN = "built-in dependencies"
 
@@ -70,15 +71,7 @@ class Dependencies:
         if path is None:
             return base
         path = os.fspath(path)
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = yaml.safe_load(handle)
-        except OSError as exc:
-            raise InputFileError(f"cannot read dependencies file: {exc.strerror}",
-                                 path=path) from exc
-        except yaml.YAMLError as exc:
-            raise InputFileError(f"not valid YAML: {exc}".replace("\n", " "),
-                                 path=path) from exc
+        data = load_yaml_file(path, "dependencies file")
         merged = dict(base.after)
         merged.update(_parse(data, path))
         return cls(after=merged, sources=base.sources + (path,))

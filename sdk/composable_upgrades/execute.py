@@ -35,7 +35,7 @@ from composable_upgrades.journal import Journal
 from composable_upgrades.limits import select_hosts
 from composable_upgrades.lock import acquire
 from composable_upgrades.plan import (
-    KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL, UNATTRIBUTED)
+    KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL)
 from composable_upgrades.redact import redact, scrub_text
 from composable_upgrades.results import (
     DRY_RUN, FAILED, INTERRUPTED, NOTHING_TO_DO, SUCCESSFUL, RecordSink, RunResult,

@@ -285,8 +285,9 @@ def _order_plays(plays: list[RolePlay], dependencies: Dependencies, stage: str,
     services = {p.role: {s for s in p.services if s} for p in plays}
 
     def must_follow(a: str, b: str) -> bool:
-        # A dependency both roles run is met inside each role's own play.
-        return any(dep in services[b] and dep not in services[a]
+        # a's service s needs b's service dep; when b runs s too, both run
+        # the pair in order inside their own plays, so no order between them.
+        return any(dep in services[b] and s not in services[b]
                    for s in services[a] for dep in dependencies.requires(s))
 
     ordered, dropped = stable_order(list(by_role), must_follow)

@@ -1,4 +1,5 @@
-"""Deterministic YAML and JSON text for the files the SDK writes."""
+"""YAML and JSON: deterministic text for the files the SDK writes, and the
+reading of the YAML input files operators give it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 from typing import Any
 
 import yaml
+
+from composable_upgrades.errors import InputFileError
 
 try:
     _Base: type = yaml.CSafeDumper
@@ -38,3 +41,16 @@ def to_yaml(data: Any, *, header: str | None = None) -> str:
 def to_json(data: Any) -> str:
     """Indented JSON text of ``data`` (key order kept), newline-terminated."""
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def load_yaml_file(path: str, what: str) -> Any:
+    """The data of the YAML input file ``path`` (``what`` names it in errors)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except OSError as exc:
+        raise InputFileError(f"cannot read {what}: {exc.strerror}",
+                             path=path) from exc
+    except yaml.YAMLError as exc:
+        raise InputFileError(f"not valid YAML: {exc}".replace("\n", " "),
+                             path=path) from exc

@@ -21,6 +21,7 @@ import yaml
 
 from composable_upgrades.errors import InputFileError, UnknownRoleError
 from composable_upgrades.model import Deployment, check_name
+from composable_upgrades.serialize import load_yaml_file
 
 CONTROLPLANE = "controlplane"
 COMPUTE = "compute"
@@ -116,15 +117,7 @@ def _place(placed: dict[str, str], role: str, stage: str, source: str) -> None:
 
 
 def _read_stages_file(path: str) -> dict[str, dict[str, list[str]]]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as exc:
-        raise InputFileError(f"cannot read stages file: {exc.strerror}",
-                             path=path) from exc
-    except yaml.YAMLError as exc:
-        raise InputFileError(f"not valid YAML: {exc}".replace("\n", " "),
-                             path=path) from exc
+    data = load_yaml_file(path, "stages file")
     if not isinstance(data, Mapping) or not data:
         raise InputFileError("expected a mapping of stage: [roles or "
                              "services]", path=path)
