@@ -100,17 +100,41 @@ class Prepare(UpgradeLister):
         if parsed_args.heat_url:
             return cu.StackOutputs.from_heat(parsed_args.stack,
                                              heat_url=parsed_args.heat_url, **heat)
-        auth = (self.app.cloud.config.get("auth") or {}) if self.app.cloud else {}
-        if not auth.get("auth_url"):
+        return cu.StackOutputs.from_heat(parsed_args.stack,
+                                         session=self._osc_session(), **heat)
+
+    def _osc_session(self):
+        """OpenStackClient's keystoneauth session, set up now; no login yet.
+
+        The commands have ``auth_required = False`` (a file source needs no
+        cloud), so OSC loaded its cloud config without validating it: the
+        auth options of the command line and of OS_* variables stay at the
+        top level (only clouds.yaml's are under ``auth``), and no auth plugin
+        is loaded. Load it validated, as osc-lib's shell does for commands
+        that need auth; openstacksdk's first request then logs in, once.
+        """
+        import composable_upgrades as cu
+        from keystoneauth1 import exceptions as ks_exc
+        from openstack import exceptions as sdk_exc
+
+        app = self.app
+        config = app.cloud.config if app.cloud else {}
+        if not (config.get("auth_url")
+                or (config.get("auth") or {}).get("auth_url")):
             raise cu.UpgradeError(
                 "no stack outputs source: pass --outputs-file, "
                 "--config-download-dir or --heat-url, or credentials for Heat "
                 "(--os-cloud or OS_* variables)")
-        # Reuse OpenStackClient's authenticated session: no second login.
-        manager = self.app.client_manager
+        try:
+            cloud = app.cloud_config.get_one(
+                cloud=app.options.cloud, argparse=app.options, validate=True)
+        except (sdk_exc.ConfigException, ks_exc.ClientException) as exc:
+            raise cu.HeatError(f"OpenStackClient credentials: {exc}",
+                               source="heat") from exc
+        manager = app.client_manager
+        manager._cli_options = cloud  # what osc-lib's shell does before auth
         manager.setup_auth()
-        return cu.StackOutputs.from_heat(parsed_args.stack,
-                                         session=manager.session, **heat)
+        return manager.session
 
 
 class Plan(UpgradeLister):

@@ -325,7 +325,7 @@ def _keystone_message(exc: Any, target: _Target) -> str:
     where = f"keystone at {_display(target.auth_url)}" if target.auth_url \
         else "keystone"
     if code in (401, 403):
-        return (f"{where} refused the credentials (HTTP {code}); check the "
+        return (f"{where} refused the credentials (HTTP {code}): authentication failed; check the "
                 "cloud configuration")
     return f"{where} answered HTTP {code} while authenticating"
 
