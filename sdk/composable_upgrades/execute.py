@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -28,14 +27,15 @@ import yaml
 
 from composable_upgrades.errors import (
     RunError, StageError, StageNotFinishedError, UpgradeError, WorkdirError)
-from composable_upgrades.fleet import Fleet
+from composable_upgrades.fleet import FAULT_CHECK, Fleet
 from composable_upgrades.journal import FAILED as UNIT_FAILED
 from composable_upgrades.journal import OK as UNIT_OK
 from composable_upgrades.journal import Journal
 from composable_upgrades.limits import select_hosts
 from composable_upgrades.lock import acquire
 from composable_upgrades.plan import (
-    KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL)
+    KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL, UNDERCLOUD_GROUP,
+    UNDERCLOUD_HOST)
 from composable_upgrades.redact import redact, scrub_text
 from composable_upgrades.results import (
     DRY_RUN, FAILED, INTERRUPTED, NOTHING_TO_DO, SUCCESSFUL, RecordSink, RunResult,
@@ -232,6 +232,8 @@ class _Runner:
         self.binary = ansible_playbook_binary()
         self.inventory = plan.file("inventory.yaml")
         self.task_index = _TaskIndex(plan)
+        self.roles = {name: info["role"] for name, info in plan.data["hosts"].items()}
+        self.roles[UNDERCLOUD_HOST] = UNDERCLOUD_GROUP
         self.step_hosts = {
             step["step"]: {h for play in step["plays"] for h in play["hosts"]}
             for s in plan.data["stages"] if s["name"] == stage.name
@@ -410,9 +412,12 @@ class _Runner:
         message = ""
         if status in ("failed", "unreachable", "ignored"):
             message = scrub_text(_message(redact(res)))
+        task = data.get("task") or ""
+        if status == "skipped" and task.startswith(FAULT_CHECK):
+            return  # the fleet's fault check, with no fault: not a plan task
         record = TaskRecord(
             run_id=result.run_id, stage=self.stage.name, batch=batch, step=step,
-            host=host, role=_play_role(data.get("play")), task=data.get("task") or "",
+            host=host, role=self.roles.get(host), task=task,
             service=self.task_index.service(data.get("task_path")),
             action=data.get("task_action"), status=status,
             start=_timestamp(data.get("start")), duration=_float(data.get("duration")),
@@ -451,14 +456,6 @@ _ANSIBLE_ENV = {
     "ANSIBLE_FORCE_COLOR": "False",
     "ANSIBLE_NOCOLOR": "True",
 }
-
-_PLAY_ROLE = re.compile(r"\| (\S+)$")
-
-
-def _play_role(play: str | None) -> str | None:
-    match = _PLAY_ROLE.search(play or "")
-    return match.group(1) if match else None
-
 
 def _message(res: Mapping[str, Any]) -> str:
     for key in ("msg", "stderr", "reason", "stdout"):

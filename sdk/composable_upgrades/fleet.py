@@ -17,11 +17,16 @@ from typing import Any
 from composable_upgrades.model import check_name
 
 FAULTS = "faults"
+#: Name of the task, first in every play of a fleet plan, that fails on a fault.
+FAULT_CHECK = "Rehearsal fault check"
 
 
 def fault_marker(stage: str, step: int | str) -> str:
-    """Name of the marker file that makes ``step`` of ``stage`` fail on a host."""
-    return f"{stage}_step{step}"
+    """Name of the marker file that makes ``step`` of ``stage`` fail on a host.
+
+    Named like the step's playbook: ``compute_step3``, ``converge_reboot``.
+    """
+    return f"{stage}_step{step}" if isinstance(step, int) else f"{stage}_{step}"
 
 
 @dataclass(frozen=True)

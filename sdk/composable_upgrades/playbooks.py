@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from composable_upgrades.fleet import FAULTS, fault_marker
+from composable_upgrades.fleet import FAULT_CHECK, FAULTS, fault_marker
 from composable_upgrades.plan import (
     KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL, RolePlay, Stage,
     UpgradePlan)
@@ -105,7 +105,7 @@ def _play(plan: UpgradePlan, stage: Stage, play: RolePlay, step: int | str,
     if plan.fleet is not None:
         marker = fault_marker(stage.name, step)
         body["pre_tasks"] = [{
-            "name": f"Rehearsal fault check ({marker})",
+            "name": f"{FAULT_CHECK} ({marker})",
             "ansible.builtin.fail": {
                 "msg": f"fault injected at {marker} on {{{{ inventory_hostname }}}}"},
             "when": f"(rehearsal_root ~ '/{FAULTS}/{marker}') is exists",
