@@ -1,12 +1,16 @@
 """Run overhead: run_stage against the same ansible-playbook calls by hand.
 
-Prepares the demo overcloud onto a fresh rehearsal fleet and runs one stage
-with ``run_stage`` (ansible-runner, event handling, journal, history). Then it
-re-seeds the fleet and runs the same sequence of ``ansible-playbook`` calls
+Prepares a plan onto a fresh rehearsal fleet and runs one stage with
+``run_stage`` (ansible-runner, event handling, journal, history). Then, on
+another fresh fleet, it runs the same sequence of ``ansible-playbook`` calls
 that the run's reproduce script holds, with plain subprocess calls. Both are
-repeated; the table gives the best time of each and their ratio.
+repeated; the table gives the best time of each and their ratio. Plans: the
+demo overcloud (``demo``: short steps, a few tasks on 3 to 7 hosts) and the
+no-op rehearsal of the real THT 18 plan (``tht18-noop``: 9 to 17 hosts,
+about 20 tasks per role and step).
 
-    .venv/bin/python benchmarks/run_overhead.py [--stage compute] [--repeat 3]
+    .venv/bin/python benchmarks/run_overhead.py [--plan demo|tht18-noop]
+        [--stage controlplane|compute] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -22,23 +26,29 @@ import time
 import composable_upgrades as cu
 
 
+THT18 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                     "tests", "fixtures", "tht18", "stack-outputs.json")
+PLAN = "demo"
+
+
 def _prepared(root: str) -> tuple[str, cu.Fleet]:
+    """The plan prepared onto a fresh fleet, ready to run."""
     fleet = cu.Fleet.at(os.path.join(root, "fleet"))
     wd = os.path.join(root, "wd")
-    cu.prepare(cu.demo_outputs(), wd, fleet=fleet,
-               dependencies_file=cu.demo_dependencies_path())
+    if PLAN == "demo":
+        cu.prepare(cu.demo_outputs(), wd, fleet=fleet,
+                   dependencies_file=cu.demo_dependencies_path())
+        cu.seed_fleet(fleet, cu.Workdir.at(wd).load_plan().data, reset=True)
+    else:
+        cu.prepare(cu.StackOutputs.from_file(THT18), wd, fleet=fleet, noop=True)
+        fleet.create(list(cu.Workdir.at(wd).load_plan().data["hosts"]) + ["undercloud"])
     return wd, fleet
 
 
-def _seed(wd: str, fleet: cu.Fleet) -> None:
-    cu.seed_fleet(fleet, cu.Workdir.at(wd).load_plan().data, reset=True)
-
-
 def _stage_run(stage: str, batch_size: str | None) -> tuple[float, str]:
-    """Time run_stage on a fresh demo fleet; returns (seconds, reproduce script)."""
+    """Time run_stage on a fresh fleet; returns (seconds, reproduce script)."""
     with tempfile.TemporaryDirectory() as root:
         wd, fleet = _prepared(root)
-        _seed(wd, fleet)
         if stage != "controlplane":
             cu.run_stage(wd, "controlplane")
         started = time.perf_counter()
@@ -54,7 +64,6 @@ def _by_hand(stage: str, script: str) -> float:
     """Time the reproduce script's ansible-playbook calls on a fresh fleet."""
     with tempfile.TemporaryDirectory() as root:
         wd, fleet = _prepared(root)
-        _seed(wd, fleet)
         if stage != "controlplane":
             cu.run_stage(wd, "controlplane")
         # The script names the plan folder of the run it came from; point it
@@ -73,10 +82,13 @@ def _by_hand(stage: str, script: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", choices=("demo", "tht18-noop"), default="demo")
     parser.add_argument("--stage", default="controlplane")
     parser.add_argument("--batch-size", default=None)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    global PLAN
+    PLAN = args.plan
     ours, hand = [], []
     script = ""
     for _ in range(args.repeat):
@@ -86,7 +98,7 @@ def main() -> None:
     calls = script.count("ansible-playbook -i")
     print(f"machine: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"stage {args.stage} of the demo overcloud, {calls} ansible-playbook "
+    print(f"stage {args.stage} of the {args.plan} plan, {calls} ansible-playbook "
           f"calls, best of {args.repeat}")
     print(f"{'':<28}{'seconds':>10}")
     print(f"{'run_stage':<28}{min(ours):>10.2f}")
