@@ -197,7 +197,7 @@ _RUNNER = textwrap.dedent("""
     import json, sys
     import composable_upgrades as cu
     result = cu.run_stage(sys.argv[1], "controlplane", resume=len(sys.argv) > 2)
-    print(json.dumps({"status": result.status,
+    print(json.dumps({"status": result.status, "notes": result.notes,
                       "steps": [[s.step, list(s.hosts)] for s in result.steps]}))
 """)
 
@@ -269,4 +269,7 @@ def test_kill_9_then_resume_does_not_rerun_finished_units(mini) -> None:
     result = json.loads(out)
     assert result["status"] == "successful", err
     assert [s for s, _ in result["steps"]] == [2, 3, 4, 5]
+    # The killed run's lock was left behind: detected, reported, taken over.
+    assert any(n.startswith(f"took over a stale lock of pid {proc.pid}")
+               for n in result["notes"]), result["notes"]
     assert {s.stage: s.state for s in cu.status(wd)}["controlplane"] == "finished"

@@ -1,0 +1,57 @@
+"""The run command on a terminal: the confirmation prompt and the progress bar."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+
+import composable_upgrades as cu
+
+MINI = Path(__file__).parent / "fixtures" / "mini-outputs.yaml"
+OPENSTACK = os.path.join(os.path.dirname(sys.executable), "openstack")
+
+
+def _prepared(tmp_path: Path) -> Path:
+    fleet = cu.Fleet.at(tmp_path / "fleet")
+    wd = tmp_path / "wd"
+    result = cu.prepare(cu.StackOutputs.from_file(MINI), wd, fleet=fleet)
+    fleet.create(result.prepared.data["hosts"])
+    return wd
+
+
+def _spawn(*args: str, home: Path) -> pexpect.spawn:
+    env = dict(os.environ, HOME=str(home), COLUMNS="120")
+    return pexpect.spawn(OPENSTACK, ["overcloud", "upgrade", *args], env=env,
+                         encoding="utf-8", timeout=120, dimensions=(40, 120))
+
+
+def test_no_at_the_prompt_runs_nothing(tmp_path: Path) -> None:
+    wd = _prepared(tmp_path)
+    child = _spawn("run", "--stage", "controlplane", "--working-dir", str(wd), home=tmp_path)
+    child.expect(r"Upgrade stage controlplane of stack overcloud\? \[y/N\]: ")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert "not confirmed: nothing was run" in child.before
+    assert not (wd / "composable-upgrade" / "runs").exists()
+
+
+def test_yes_at_the_prompt_runs_with_a_progress_bar(tmp_path: Path) -> None:
+    wd = _prepared(tmp_path)
+    child = _spawn("run", "--stage", "controlplane", "--working-dir", str(wd), home=tmp_path)
+    child.expect(r"\[y/N\]: ")
+    child.sendline("y")
+    # tqdm's bar: stage, batch and step, percentage, host-steps done.
+    child.expect(r"controlplane batch 1/1 step \d+: +\d+%\|")
+    child.expect(r"host-steps")
+    child.expect(pexpect.EOF)
+    child.close()
+    output = child.before
+    assert child.exitstatus == 0, output
+    assert "12/12 host-steps" in output          # 2 hosts x 6 steps
+    assert "stage controlplane: successful" in output
+    assert "| overcloud-controller-0 | ok" in output
