@@ -158,16 +158,38 @@ def test_limit_runs_some_hosts_status_shows_the_rest(mini) -> None:
     assert by_glob.batches == [tuple(COMPUTES[1:])]
 
 
-def test_prepare_refuses_while_a_stage_is_partly_done(mini, tmp_path: Path) -> None:
+def test_prepare_refuses_to_drop_progress(mini, tmp_path: Path) -> None:
     wd, fleet = mini
-    assert cu.run_stage(wd, "controlplane", limit="overcloud-controller-0").ok
-    changed = MINI.read_text().replace("mysql - upgrade", "mysql - upgrade it")
-    other = tmp_path / "changed.yaml"
-    other.write_text(changed)
-    with pytest.raises(cu.StageError, match="'controlplane' of the current plan is "
-                       "partly done .1 of 2 hosts"):
+    assert cu.run_stage(wd, "controlplane").ok
+    assert cu.run_stage(wd, "compute", limit="overcloud-novacompute-0").ok
+    # A new plan that changes only the compute stage keeps controlplane's
+    # progress, and refuses while compute's would be lost.
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(MINI.read_text().replace("nova_compute - start",
+                                                "nova_compute - start it"))
+    with pytest.raises(cu.StageError, match="stage 'compute' has started .1 of 4 "
+                       "hosts finished. and the new plan changes it"):
+        cu.prepare(cu.StackOutputs.from_file(changed), wd, fleet=fleet)
+    forced = cu.prepare(cu.StackOutputs.from_file(changed), wd, fleet=fleet, force=True)
+    assert forced.changed
+    assert any(n.startswith("forced: stage 'compute' has started") for n in forced.notes)
+    states = {s.stage: s.state for s in cu.status(wd)}
+    assert states["controlplane"] == "finished"     # unchanged stage: kept
+    assert states["compute"] == "not started"       # changed stage: afresh
+    # Changing a finished stage is refused too: its progress would go.
+    other = tmp_path / "other.yaml"
+    other.write_text(changed.read_text().replace("mysql - upgrade", "mysql - upgrade it"))
+    with pytest.raises(cu.StageError, match="stage 'controlplane' has started .2 of 2"):
         cu.prepare(cu.StackOutputs.from_file(other), wd, fleet=fleet)
-    assert cu.prepare(cu.StackOutputs.from_file(other), wd, fleet=fleet, force=True).changed
+
+
+def test_a_run_with_tags_does_not_finish_the_stage(mini) -> None:
+    wd, _ = mini
+    tagged = cu.run_stage(wd, "controlplane", tags="no_such_tag")
+    assert tagged.ok
+    assert {s.stage: s.state for s in cu.status(wd)}["controlplane"] == "not started"
+    with pytest.raises(cu.StageNotFinishedError):
+        cu.run_stage(wd, "compute")
 
 
 def test_lock_refuses_a_second_run(mini) -> None:
@@ -273,3 +295,51 @@ def test_kill_9_then_resume_does_not_rerun_finished_units(mini) -> None:
     assert any(n.startswith(f"took over a stale lock of pid {proc.pid}")
                for n in result["notes"]), result["notes"]
     assert {s.stage: s.state for s in cu.status(wd)}["controlplane"] == "finished"
+
+
+def test_secrets_stay_out_of_run_files(tmp_path: Path, monkeypatch) -> None:
+    outputs = tmp_path / "outputs.yaml"
+    outputs.write_text(textwrap.dedent("""
+        RehearsalSandbox: true
+        RoleData:
+          Controller:
+            service_names: [mysql]
+            upgrade_tasks:
+              - name: mysql - connect
+                when: step|int == 1
+                ansible.builtin.fail:
+                  msg: "access denied: password=Sup3rSecretDbPw for root"
+        AnsibleHostVarsMap:
+          Controller: {overcloud-controller-0: {}}
+    """))
+    monkeypatch.setenv("OS_PASSWORD", "Env1ronmentSecretPw")
+    fleet = cu.Fleet.at(tmp_path / "fleet")
+    wd = tmp_path / "wd"
+    result = cu.prepare(cu.StackOutputs.from_file(outputs), wd, fleet=fleet)
+    fleet.create(result.prepared.data["hosts"])
+    run = cu.run_stage(wd, "controlplane")
+    assert run.status == "failed"
+    [failure] = [r for r in run.records if r.status == "failed"]
+    assert failure.message == "access denied: password=******** for root"
+    plan_dir = wd / "composable-upgrade" / "plan"   # the task itself holds it
+    written = [p for p in wd.rglob("*") if p.is_file() and plan_dir not in p.parents]
+    assert any(p.name == "history.sqlite" for p in written)
+    assert any("runs" in p.parts for p in written)
+    for path in written:
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"Sup3rSecretDbPw" not in data, path
+            assert b"Env1ronmentSecretPw" not in data, path
+
+
+def test_a_fleet_refuses_real_tasks(tmp_path: Path) -> None:
+    """Real tasks on a fleet would run on this machine: no-ops or sandboxed only."""
+    fixture = Path(__file__).parent / "fixtures" / "tht18" / "stack-outputs.json"
+    fleet = cu.Fleet.at(tmp_path / "fleet")
+    with pytest.raises(cu.UpgradeError, match="these tasks are real: rehearse them "
+                       "as no-ops"):
+        cu.prepare(cu.StackOutputs.from_file(fixture), tmp_path / "wd", fleet=fleet)
+    assert not (tmp_path / "wd").exists()
+    noop = cu.prepare(cu.StackOutputs.from_file(fixture), tmp_path / "wd", fleet=fleet,
+                      noop=True)
+    assert noop.prepared.data["variant"] == "noop"

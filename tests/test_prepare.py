@@ -109,7 +109,12 @@ def test_plan_folder_contents(tmp_path):
     for step in range(6):
         assert f"controlplane_step{step}.yaml" in files
     plan_json = json.loads(files["plan.json"])
+    # plan.json is the plan's data plus each stage's hash, which the journal
+    # ties progress to.
+    hashes = {s["name"]: s.pop("sha256") for s in plan_json["stages"]}
     assert plan_json == result.plan.to_dict()
+    assert all(len(h) == 64 for h in hashes.values()) and len(set(hashes.values())) == 4
+    plan_json = json.loads(files["plan.json"])
     assert plan_json == dict(result.prepared.data)
     assert Workdir.at(tmp_path).load_plan().data == plan_json
     assert Workdir.at(tmp_path).load_plan().sha256 == result.prepared.sha256

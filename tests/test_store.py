@@ -347,6 +347,7 @@ def _touch(service: str, what: str, step: int) -> dict[str, Any]:
 def tiny_outputs() -> dict[str, Any]:
     """Controller x2, Messaging x1, both in the controlplane stage."""
     return {
+        "RehearsalSandbox": True,
         "RoleData": {
             "Controller": {
                 "service_names": ["keystone", "haproxy"],

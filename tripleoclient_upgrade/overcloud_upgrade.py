@@ -79,6 +79,8 @@ class Prepare(UpgradeLister):
             converge_file=parsed_args.converge_file,
             fleet=options.fleet(parsed_args), noop=parsed_args.noop,
             force=parsed_args.force)
+        for note in result.notes:
+            self.note(f"note: {note}")
         for warning in result.plan.warnings:
             self.note(f"warning: {warning}")
         state = "written to" if result.changed else "unchanged in"

@@ -10,6 +10,7 @@ is the one module that imports ansible-runner.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shlex
@@ -18,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from composable_upgrades.journal import FAILED as UNIT_FAILED
 from composable_upgrades.journal import OK as UNIT_OK
 from composable_upgrades.journal import Journal
 from composable_upgrades.limits import select_hosts
-from composable_upgrades.lock import acquire
+from composable_upgrades.lock import acquire, stale_lock_note
 from composable_upgrades.plan import (
     KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL, UNDERCLOUD_GROUP,
     UNDERCLOUD_HOST)
@@ -40,7 +41,7 @@ from composable_upgrades.redact import redact, scrub_text
 from composable_upgrades.results import (
     DRY_RUN, FAILED, INTERRUPTED, NOTHING_TO_DO, SUCCESSFUL, RecordSink, RunResult,
     StepOutcome, TaskRecord)
-from composable_upgrades.store import HistoryStore
+from composable_upgrades.store import HistoryStore, new_run_id
 from composable_upgrades.workdir import PreparedPlan, PreparedStage, Workdir
 
 REPRODUCE_SCRIPT = "ansible-playbook-command.sh"
@@ -95,8 +96,10 @@ class _StepEvents:
 
     failed: set[str] = field(default_factory=set)
     stats_failed: set[str] | None = None
-    done_hosts: set[str] = field(default_factory=set)
     last_task: str | None = None
+    # The last lines of Ansible's own messages (errors, warnings), redacted:
+    # what to say when ansible-playbook fails before any host does.
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=3))
 
 
 def ansible_playbook_binary() -> str:
@@ -153,7 +156,7 @@ def stage_guard(plan: PreparedPlan, journal: Journal, stage: PreparedStage
     """Earlier stages that must be finished before ``stage``: (name, pending)."""
     if stage.kind in (KIND_EXTERNAL, KIND_CONTROLPLANE):
         return []
-    progress = journal.progress(plan.sha256, plan.stages)
+    progress = journal.progress(plan.stages)
     if stage.kind == KIND_BATCHED:
         required = [s for s in plan.stages if s.kind == KIND_CONTROLPLANE]
     else:  # converge: every upgrade stage
@@ -302,21 +305,23 @@ class _Runner:
             # ansible-playbook failed without a host failure (a syntax error,
             # a missing module, a crash): the step did not run anywhere.
             failed = set(in_play)
+            said = " / ".join(line for line in events.output if line)
             result.notes.append(f"ansible-playbook exited {rc} at step {step} of "
-                                f"batch {batch}; see {result.run_dir}")
+                                f"batch {batch}: {said or 'no output'}")
         ok_hosts = [h for h in hosts if h not in failed]
         if failed and self.stage.kind != KIND_BATCHED:
             # Plays of these stages are any_errors_fatal: one host's failure
             # stopped every host, so none of them finished the step.
             ok_hosts = []
         if not interrupted:
-            self.journal.record_units(self.plan.sha256, result.run_id,
+            tags = self.options.get("tags")
+            self.journal.record_units(self.stage.sha256, result.run_id,
                                       self.stage.name, batch, step, ok_hosts,
-                                      UNIT_OK)
-            self.journal.record_units(self.plan.sha256, result.run_id,
+                                      UNIT_OK, tags=tags)
+            self.journal.record_units(self.stage.sha256, result.run_id,
                                       self.stage.name, batch, step,
                                       [h for h in hosts if h in failed],
-                                      UNIT_FAILED)
+                                      UNIT_FAILED, tags=tags)
             self.units_done += len(hosts)
         outcome = StepOutcome(batch=batch, step=step, hosts=tuple(hosts),
                               failed=tuple(h for h in hosts if h in failed),
@@ -373,6 +378,12 @@ class _Runner:
             runner = ansible_runner.run(**kwargs)
         except Exception as exc:  # ansible-runner raises plain exceptions
             raise RunError(f"cannot run ansible-playbook for step {step}: {exc}") from exc
+        finally:
+            # ansible-runner records the command with the whole environment,
+            # OS_PASSWORD and the like included; the reproduce script says
+            # what ran.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(result.run_dir, "artifacts", ident, "command"))
         interrupted = runner.status == "canceled"
         rc = runner.rc if isinstance(runner.rc, int) else 1
         if rc == 127:
@@ -392,6 +403,9 @@ class _Runner:
             elif kind == "playbook_on_stats":
                 bad = set(data.get("failures") or {}) | set(data.get("dark") or {})
                 events.stats_failed = bad
+            elif kind in _MESSAGE_EVENTS and event.get("stdout"):
+                text = " ".join(event["stdout"].split())
+                events.output.append(scrub_text(text)[:_MESSAGE_LIMIT])
             return False  # keep ansible-runner from writing per-event files
         return handle
 
@@ -443,6 +457,8 @@ class _Runner:
             handle.write(f"\n# batch {batch}, step {step}\n{line}\n")
 
 
+_MESSAGE_EVENTS = frozenset({"error", "verbose", "warning", "system_warning"})
+
 _RESULT_EVENTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -485,6 +501,18 @@ def _timestamp(value: Any) -> float | None:
     return moment.timestamp()
 
 
+def _write_runner_settings(run_dir: str) -> None:
+    """ansible-runner settings of every step of a run.
+
+    No stdout file: it would hold task output unredacted, and the records
+    stream to the run history instead. (ansible-runner reads its settings
+    from ``env/settings`` and drops any passed in when that file is missing.)
+    """
+    os.makedirs(os.path.join(run_dir, "env"))
+    with open(os.path.join(run_dir, "env", "settings"), "w", encoding="utf-8") as handle:
+        handle.write('{"suppress_output_file": true}\n')
+
+
 def _write_reproduce_header(run_dir: str, plan: PreparedPlan, stage: str,
                             run_id: str) -> None:
     exports = "".join(f"export {k}={shlex.quote(v)}\n"
@@ -501,8 +529,66 @@ def _write_reproduce_header(run_dir: str, plan: PreparedPlan, stage: str,
     os.chmod(path, 0o755)
 
 
-def _new_run_id(stage: str) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{stage}-{uuid.uuid4().hex[:6]}"
+@dataclass(frozen=True)
+class RunRequest:
+    """What a run will do: its stage, hosts, steps, batches and options."""
+
+    stage: PreparedStage
+    hosts: tuple[str, ...]
+    steps: tuple[int | str, ...]
+    batches: tuple[tuple[str, ...], ...]
+    options: Mapping[str, Any]
+
+
+def plan_run(plan: PreparedPlan, stage: str, *,
+             limit: str | Sequence[str] | None = None,
+             tags: str | None = None, skip_tags: str | None = None,
+             batch_size: int | str | None = None,
+             max_fail_percentage: float | None = None,
+             forks: int | None = None, resume: bool = False,
+             steps: Sequence[int | str] | None = None,
+             playbooks: Sequence[str] | None = None,
+             force: bool = False) -> RunRequest:
+    """Check a run's options against ``plan`` and decide hosts, steps, batches."""
+    target = plan.stage(stage)
+    if target.kind != KIND_BATCHED:
+        for value, option in ((batch_size, "--batch-size"),
+                              (max_fail_percentage, "--max-fail-percentage")):
+            if value is not None:
+                raise StageError(f"stage {stage!r} runs all its hosts together "
+                                 f"and stops at the first failure; {option} "
+                                 "applies to the batched stages", stage=stage)
+    if max_fail_percentage is not None and not 0 <= max_fail_percentage <= 100:
+        raise UpgradeError("--max-fail-percentage must be between 0 and 100")
+    if playbooks and list(playbooks) != ["all"]:
+        by_name = {name: step for step, name in target.step_playbooks.items()}
+        unknown = [p for p in playbooks if os.path.basename(p) not in by_name]
+        if unknown:
+            raise StageError(f"--playbook {unknown[0]}: not a step playbook of "
+                             f"stage {stage!r} ({', '.join(by_name)})", stage=stage)
+        steps = [by_name[os.path.basename(p)] for p in playbooks]
+    chosen = list(target.steps)
+    if steps:
+        unknown = [s for s in steps if s not in target.steps]
+        if unknown:
+            raise StageError(f"stage {stage!r} has no step {unknown[0]!r} (steps: "
+                             f"{', '.join(map(str, target.steps))})", stage=stage)
+        chosen = [s for s in target.steps if s in steps]
+    if not target.hosts:
+        raise StageError(f"stage {stage!r} has no hosts", stage=stage)
+    hosts = select_hosts(plan.data, target.hosts, limit)
+    if not hosts:
+        raise StageError(f"--limit {limit} matches no host of stage {stage!r}",
+                         stage=stage)
+    batches = batches_of(hosts, batch_size) if target.kind == KIND_BATCHED \
+        else [tuple(hosts)]
+    options = {"limit": limit, "tags": tags, "skip_tags": skip_tags,
+               "batch_size": batch_size,
+               "max_fail_percentage": max_fail_percentage, "forks": forks,
+               "resume": resume, "steps": list(steps) if steps else None,
+               "force": force}
+    return RunRequest(stage=target, hosts=tuple(hosts), steps=tuple(chosen),
+                      batches=tuple(batches), options=options)
 
 
 def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
@@ -524,96 +610,87 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
     which runs every step; failed hosts count against ``max_fail_percentage``
     (default 0) of their batch. ``resume`` skips units the journal has as
     finished. ``steps`` (or ``playbooks``, the step playbooks' file names)
-    restricts the run to some steps. A stage refuses to
-    start while the stages it needs are unfinished, unless ``force``.
-    Ctrl-C once stops after the current step; twice stops now. Records go
-    to the working dir's run history unless another ``sink`` is given.
+    restricts the run to some steps; a run with ``tags`` does not count
+    towards finishing the stage. A stage refuses to start while the stages it
+    needs are unfinished, unless ``force``. Ctrl-C once stops after the
+    current step; twice stops now. Records go to the working dir's run
+    history unless another ``sink`` is given.
     """
     workdir = Workdir.at(working_dir)
-    plan = workdir.load_plan()
-    _check_fleet(plan, fleet)
-    target = plan.stage(stage)
-    if batch_size is not None and target.kind != KIND_BATCHED:
-        raise StageError(f"stage {stage!r} runs all its hosts together; "
-                         "--batch-size applies to the batched stages", stage=stage)
-    if max_fail_percentage is not None and not 0 <= max_fail_percentage <= 100:
-        raise UpgradeError("--max-fail-percentage must be between 0 and 100")
-    chosen_steps = list(target.steps)
-    if playbooks and list(playbooks) != ["all"]:
-        by_name = {name: step for step, name in target.step_playbooks.items()}
-        unknown = [p for p in playbooks if os.path.basename(p) not in by_name]
-        if unknown:
-            raise StageError(f"--playbook {unknown[0]}: not a step playbook of "
-                             f"stage {stage!r} ({', '.join(by_name)})", stage=stage)
-        steps = [by_name[os.path.basename(p)] for p in playbooks]
-    if steps:
-        unknown = [s for s in steps if s not in target.steps]
-        if unknown:
-            raise StageError(f"stage {stage!r} has no step {unknown[0]!r} (steps: "
-                             f"{', '.join(map(str, target.steps))})", stage=stage)
-        chosen_steps = [s for s in target.steps if s in steps]
-    hosts = select_hosts(plan.data, target.hosts, limit)
-    if not hosts:
-        raise StageError(f"--limit {limit} matches no host of stage {stage!r}",
-                         stage=stage)
     options = {"limit": limit, "tags": tags, "skip_tags": skip_tags,
                "batch_size": batch_size,
                "max_fail_percentage": max_fail_percentage, "forks": forks,
-               "resume": resume, "steps": list(steps) if steps else None,
+               "resume": resume, "steps": steps, "playbooks": playbooks,
                "force": force}
-    batches = batches_of(hosts, batch_size) if target.kind == KIND_BATCHED \
-        else [tuple(hosts)]
-    run_id = _new_run_id(stage)
-    result = RunResult(run_id=run_id, stage=stage, plan_sha=plan.sha256,
-                       status=NOTHING_TO_DO, started=time.time(),
-                       options=options, batches=batches)
-    journal = Journal(workdir.state_dir)
     if dry_run:
-        result.status = DRY_RUN
-        result.ended = time.time()
-        return result
+        plan = workdir.load_plan()
+        _check_fleet(plan, fleet)
+        request = plan_run(plan, stage, **options)
+        now = time.time()
+        return RunResult(run_id=new_run_id(stage), stage=stage, plan_sha=plan.sha256,
+                         status=DRY_RUN, started=now, ended=now,
+                         options=request.options, batches=list(request.batches))
     stop = stop or StopRequest()
+    # The lock comes first: a prepare cannot swap the plan under this run.
     with acquire(workdir.state_dir, purpose=f"run of stage {stage}") as lock:
+        plan = workdir.load_plan()
+        _check_fleet(plan, fleet)
+        request = plan_run(plan, stage, **options)
+        result = RunResult(run_id=new_run_id(stage), stage=stage,
+                           plan_sha=plan.sha256, status=NOTHING_TO_DO,
+                           started=time.time(), options=request.options,
+                           batches=list(request.batches))
         if lock.stale_owner:
-            result.notes.append(
-                f"took over a stale lock of pid {lock.stale_owner.get('pid')} "
-                "(that run ended without releasing it)")
-        pending = stage_guard(plan, journal, target)
-        if pending:
-            name, left = pending[0]
-            if not force:
-                raise StageNotFinishedError(name, left, needed_by=(
-                    "converge" if target.kind == KIND_CONVERGE
-                    else f"stage {stage!r}"))
-            result.notes.append("forced: " + "; ".join(
-                f"stage {n} unfinished ({len(p)} hosts pending)" for n, p in pending))
+            result.notes.append(stale_lock_note(lock.stale_owner))
+        journal = Journal(workdir.state_dir)
+        _guard(plan, journal, request, result)
         finished: set[tuple[int | str, str]] = set()
         if resume:
-            finished = journal.progress(plan.sha256, [target])[stage].finished
-        runner = _Runner(workdir, plan, target, options, progress,
+            finished = journal.progress([request.stage])[stage].finished
+        runner = _Runner(workdir, plan, request.stage, request.options, progress,
                          HistoryStore(workdir.history_path) if sink is None else sink,
                          stop)
-        result.run_dir = os.path.join(workdir.runs_dir, run_id)
+        result.run_dir = os.path.join(workdir.runs_dir, result.run_id)
         try:
             os.makedirs(result.run_dir)
         except OSError as exc:
             raise WorkdirError(f"cannot create the run folder: {exc.strerror}",
                                path=workdir.runs_dir) from exc
-        _write_reproduce_header(result.run_dir, plan, stage, run_id)
+        _write_runner_settings(result.run_dir)
+        _write_reproduce_header(result.run_dir, plan, stage, result.run_id)
         runner.sink.start_run(result)
         previous = _install_sigint(stop)
         try:
-            runner.run(result, hosts, chosen_steps, batches, finished)
+            runner.run(result, list(request.hosts), list(request.steps),
+                       list(request.batches), finished)
+        except BaseException:
+            result.status = FAILED if result.status == NOTHING_TO_DO else result.status
+            raise
         finally:
             _restore_sigint(previous)
             result.ended = time.time()
-            journal.record_run(plan.sha256, {
-                "run": run_id, "stage": stage, "status": result.status,
+            journal.record_run(request.stage.sha256, {
+                "run": result.run_id, "stage": stage, "status": result.status,
                 "started": result.started, "ended": result.ended,
-                "hosts": len(hosts), "failed": result.failed_hosts})
+                "hosts": len(request.hosts), "failed": result.failed_hosts})
             runner.sink.finish_run(result)
             runner.emit("run_end", status=result.status)
     return result
+
+
+def _guard(plan: PreparedPlan, journal: Journal, request: RunRequest,
+           result: RunResult) -> None:
+    """Refuse while a needed stage is unfinished, unless forced (then say so)."""
+    pending = stage_guard(plan, journal, request.stage)
+    if not pending:
+        return
+    name, left = pending[0]
+    if not request.options["force"]:
+        raise StageNotFinishedError(name, left, needed_by=(
+            "converge" if request.stage.kind == KIND_CONVERGE
+            else f"stage {request.stage.name!r}"))
+    result.notes.append("forced: " + "; ".join(
+        f"stage {n} unfinished ({len(p)} hosts pending)" for n, p in pending))
 
 
 def _install_sigint(stop: StopRequest) -> Any:

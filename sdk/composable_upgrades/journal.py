@@ -1,10 +1,13 @@
 """The journal: what of a plan has run, kept next to the plan.
 
 One JSON object per line in ``state/journal.jsonl``, appended and fsynced as
-units finish, each tied to the hash of the plan it ran. A unit is one host
+units finish, each tied to the hash of the stage it ran (its playbooks, task
+files and hosts): a new plan whose stage is unchanged keeps that stage's
+progress. A unit is one host
 finishing (or failing) one step of one batch of a stage; a run line closes
 each run. Resume skips finished units; status and the stage guards read the
-progress from here. A line torn by a kill is ignored when read.
+progress from here. A line torn by a kill is ignored when read and ended
+before the next append.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ JOURNAL_FILE = "journal.jsonl"
 
 OK = "ok"
 FAILED = "failed"
+EXTERNAL = "external"  # the stage kind that runs by tags
 
 
 @dataclass
@@ -78,8 +82,8 @@ class Journal:
     def __init__(self, state_dir: str) -> None:
         self.path = os.path.join(state_dir, JOURNAL_FILE)
 
-    def entries(self, plan_sha: str | None = None) -> list[dict[str, Any]]:
-        """Every readable entry (of one plan, if ``plan_sha`` is given)."""
+    def entries(self) -> list[dict[str, Any]]:
+        """Every readable entry."""
         try:
             with open(self.path, encoding="utf-8") as handle:
                 lines = handle.readlines()
@@ -91,8 +95,7 @@ class Journal:
                 entry = json.loads(line)
             except ValueError:
                 continue  # a line torn by a kill mid-write
-            if isinstance(entry, dict) and (plan_sha is None
-                                            or entry.get("plan") == plan_sha):
+            if isinstance(entry, dict):
                 entries.append(entry)
         return entries
 
@@ -102,37 +105,54 @@ class Journal:
         if not text:
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, text.encode("utf-8"))
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A line torn by a kill: end it, so this entry starts afresh.
+                text = "\n" + text
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(fd, data):]
             os.fsync(fd)
         finally:
             os.close(fd)
 
-    def record_units(self, plan_sha: str, run_id: str, stage: str, batch: int,
-                     step: int | str, hosts: Iterable[str], status: str) -> None:
-        """Record ``hosts`` finishing (or failing) ``step`` of a batch."""
+    def record_units(self, stage_sha: str, run_id: str, stage: str, batch: int,
+                     step: int | str, hosts: Iterable[str], status: str, *,
+                     tags: str | None = None) -> None:
+        """Record ``hosts`` finishing (or failing) ``step`` of a batch.
+
+        ``tags``: the run ran only the tasks with these tags; such a unit
+        does not finish the step (except on the external stage, which is
+        always run by tags).
+        """
         now = time.time()
-        self.append({"kind": "unit", "plan": plan_sha, "run": run_id,
+        self.append({"kind": "unit", "sha": stage_sha, "run": run_id,
                      "stage": stage, "batch": batch, "step": step, "host": h,
-                     "status": status, "time": now} for h in hosts)
+                     "status": status, "time": now, "tags": tags or None}
+                    for h in hosts)
 
-    def record_run(self, plan_sha: str, run: Mapping[str, Any]) -> None:
+    def record_run(self, stage_sha: str, run: Mapping[str, Any]) -> None:
         """Record the end of a run (id, stage, status, times, options)."""
-        self.append([{"kind": "run", "plan": plan_sha, **run}])
+        self.append([{"kind": "run", "sha": stage_sha, **run}])
 
-    def progress(self, plan_sha: str, stages: Iterable[Any]
-                 ) -> dict[str, StageProgress]:
-        """Progress of each stage (objects with name, hosts, steps)."""
+    def progress(self, stages: Iterable[Any]) -> dict[str, StageProgress]:
+        """Progress of each stage (objects with name, kind, sha256, hosts, steps)."""
+        stages = list(stages)
         result = {s.name: StageProgress(s.name, tuple(s.hosts), tuple(s.steps))
                   for s in stages}
-        for entry in self.entries(plan_sha):
+        sha = {s.name: s.sha256 for s in stages}
+        by_tags = {s.name for s in stages if s.kind == EXTERNAL}
+        for entry in self.entries():
             progress = result.get(entry.get("stage"))
-            if progress is None:
+            if progress is None or entry.get("sha") != sha[progress.stage]:
                 continue
             if entry.get("kind") == "run":
                 progress.runs.append(entry)
                 continue
+            if entry.get("tags") and progress.stage not in by_tags:
+                continue  # only some tasks ran: the step is not done
             unit = (entry["step"], entry["host"])
             if entry["status"] == OK:
                 progress.finished.add(unit)

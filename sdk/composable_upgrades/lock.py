@@ -92,3 +92,9 @@ def acquire(state_dir: str, *, purpose: str) -> RunLock:
     os.write(fd, json.dumps(owner).encode())
     os.fsync(fd)
     return RunLock(path=path, fd=fd, stale_owner=stale)
+
+
+def stale_lock_note(owner: dict) -> str:
+    """What to tell the operator about a stale lock that was taken over."""
+    return (f"took over a stale lock of pid {owner.get('pid')} "
+            f"({owner.get('purpose', 'a run')}, which ended without releasing it)")

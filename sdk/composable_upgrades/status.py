@@ -30,7 +30,7 @@ def status(working_dir: str | os.PathLike[str]) -> list[StageStatus]:
     """The state of every stage of the plan prepared in ``working_dir``."""
     workdir = Workdir.at(working_dir)
     plan = workdir.load_plan()
-    progress = Journal(workdir.state_dir).progress(plan.sha256, plan.stages)
+    progress = Journal(workdir.state_dir).progress(plan.stages)
     result = []
     for stage in plan.stages:
         state = progress[stage.name]

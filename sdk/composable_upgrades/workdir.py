@@ -59,7 +59,8 @@ class PreparedStage:
     hosts: tuple[str, ...]
     steps: tuple[int, ...]
     playbook: str
-    step_playbooks: Mapping[int, str]
+    step_playbooks: Mapping[int | str, str]
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ class PreparedPlan:
             name=s["name"], kind=s["kind"], roles=tuple(s["roles"]),
             hosts=tuple(s["hosts"]), steps=tuple(p["step"] for p in s["steps"]),
             playbook=s["playbook"],
-            step_playbooks={p["step"]: p["playbook"] for p in s["steps"]})
+            step_playbooks={p["step"]: p["playbook"] for p in s["steps"]},
+            sha256=s.get("sha256", ""))
             for s in self.data["stages"]]
 
     def stage(self, name: str) -> PreparedStage:
@@ -190,7 +192,7 @@ class Workdir:
         if aside:
             shutil.rmtree(aside, ignore_errors=True)
 
-    def write_plan(self, files: Mapping[str, str]) -> bool:
+    def write_plan(self, files: Mapping[str, str], digest: str | None = None) -> bool:
         """Write a plan's files and swap them in; False if nothing changed.
 
         The files go to a temporary folder first and are renamed into place,
@@ -198,8 +200,9 @@ class Workdir:
         current plan as it was.
         """
         self.ensure()
-        digest = content_hash(files)
-        if self.has_plan() and _read_hash(self.plan_dir) == digest:
+        digest = digest or content_hash(files)
+        if self.has_plan() and _read_hash(self.plan_dir) == digest \
+                and _on_disk_hash(self.plan_dir, files) == digest:
             return False
         staging = tempfile.mkdtemp(prefix=".plan.tmp-", dir=self.root)
         try:
@@ -219,6 +222,22 @@ class Workdir:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return True
+
+
+def _on_disk_hash(directory: str, files: Mapping[str, str]) -> str | None:
+    """Hash of the plan files as they are on disk (None if one is missing).
+
+    "Unchanged" must mean the files are intact, not just that the recorded
+    hash matches: a crash can leave a renamed folder with short files.
+    """
+    found = {}
+    for relative in files:
+        try:
+            with open(os.path.join(directory, relative), encoding="utf-8") as handle:
+                found[relative] = handle.read()
+        except (OSError, UnicodeDecodeError):
+            return None
+    return content_hash(found)
 
 
 def _read_hash(directory: str) -> str | None:
