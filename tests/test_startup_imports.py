@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "tests" / "coexistence" / "osc_probe.py"
 COMMANDS = ["overcloud upgrade prepare", "overcloud upgrade plan",
             "overcloud upgrade run", "overcloud upgrade converge",
-            "overcloud upgrade status"]
+            "overcloud upgrade status", "overcloud upgrade history",
+            "overcloud upgrade plan diff"]
 # Top-level packages that --help must not import at all.
 NEVER = ("ansible", "ansible_runner", "pandas", "numpy", "matplotlib", "tqdm",
          "composable_upgrades", "tripleoclient")

@@ -12,13 +12,13 @@ from __future__ import annotations
 import sys
 
 import composable_upgrades as cu
-from composable_upgrades.demo import OUTPUTS_FILE, _data_path
+from composable_upgrades.demo import demo_outputs_path
 
 
 def main(argv: list[str]) -> int:
     command, *args = argv
     if command == "outputs":
-        print(_data_path(OUTPUTS_FILE))
+        print(demo_outputs_path())
         return 0
     if command == "dependencies":
         print(cu.demo_dependencies_path())

@@ -1,4 +1,4 @@
-"""``openstack overcloud upgrade prepare|plan``."""
+"""``openstack overcloud upgrade prepare|plan|run|converge|status``."""
 
 from __future__ import annotations
 
@@ -204,13 +204,7 @@ class _RunCommand(UpgradeLister):
                   f"{result.reproduce_script}")
         if not result.ok:
             self.exit_status = 1
-        columns, rows = result.host_steps()
-        times = dict((s, t) for s, _, _, t in result.step_times()[1])
-        steps = [c.removeprefix("Step ") for c in columns[1:]]
-        elapsed = ("elapsed (s)",) + tuple(
-            next((t for s, t in times.items() if str(s) == name), "")
-            for name in steps)
-        return columns, rows + [elapsed]
+        return result.outcome_table()
 
 
 class Run(_RunCommand):

@@ -82,6 +82,11 @@ def demo_outputs() -> StackOutputs:
                                      stack=STACK)
 
 
+def demo_outputs_path() -> str:
+    """Path of the demo's stack outputs file (for ``prepare --outputs-file``)."""
+    return _data_path(OUTPUTS_FILE)
+
+
 def demo_dependencies_path() -> str:
     """Path of the demo's service dependencies file (for prepare)."""
     return _data_path(DEPENDENCIES_FILE)

@@ -9,7 +9,7 @@ and the role plays of a step.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
@@ -175,11 +175,3 @@ def order_tasks(tasks: Sequence[T], service_of: Callable[[T], str | None],
         list(groups), lambda a, b: b in dependencies.requires(a))
     refill = iter(t for s in services for t in groups[s])
     return [task if service_of(task) is None else next(refill) for task in tasks]
-
-
-def iter_edges(dependencies: Dependencies, services: Iterable[str]
-               ) -> list[tuple[str, str]]:
-    """(service, dependency) pairs among ``services``, sorted."""
-    present = set(services)
-    return sorted((s, d) for s in present for d in dependencies.requires(s)
-                  if d in present)

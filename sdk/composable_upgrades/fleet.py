@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from composable_upgrades.model import check_name
+from composable_upgrades.plan import step_name
 
 FAULTS = "faults"
 #: Name of the task, first in every play of a fleet plan, that fails on a fault.
@@ -26,7 +27,7 @@ def fault_marker(stage: str, step: int | str) -> str:
 
     Named like the step's playbook: ``compute_step3``, ``converge_reboot``.
     """
-    return f"{stage}_step{step}" if isinstance(step, int) else f"{stage}_{step}"
+    return step_name(stage, step)
 
 
 @dataclass(frozen=True)

@@ -90,9 +90,20 @@ class Stage:
         return step_playbook_name(self.name, step)
 
 
+def step_name(stage: str, step: int | str) -> str:
+    """Name of ``step`` of ``stage``: ``compute_step3``, ``converge_reboot``."""
+    return f"{stage}_step{step}" if isinstance(step, int) else f"{stage}_{step}"
+
+
 def step_playbook_name(stage: str, step: int | str) -> str:
     """File name of the playbook of ``step`` of ``stage``."""
-    return f"{stage}_step{step}.yaml" if isinstance(step, int) else f"{stage}_{step}.yaml"
+    return f"{step_name(stage, step)}.yaml"
+
+
+def unknown_stage(name: str, known: Sequence[str]) -> StageError:
+    """The error for a stage name that the plan does not have."""
+    return StageError(f"unknown stage {name!r} (stages: {', '.join(known)})",
+                      stage=name)
 
 
 @dataclass(frozen=True)
@@ -122,8 +133,7 @@ class UpgradePlan:
         for stage in self.stages:
             if stage.name == name:
                 return stage
-        raise StageError(f"unknown stage {name!r} (stages: "
-                         f"{', '.join(s.name for s in self.stages)})", stage=name)
+        raise unknown_stage(name, [s.name for s in self.stages])
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as plain data: what ``plan.json`` holds."""
@@ -328,8 +338,7 @@ def plan_rows(plan: Mapping[str, Any], by: str = "step", *,
                            f"{', '.join(PLAN_BY)})")
     stages = plan["stages"]
     if stage is not None and stage not in [s["name"] for s in stages]:
-        raise StageError(f"unknown stage {stage!r} (stages: "
-                         f"{', '.join(s['name'] for s in stages)})", stage=stage)
+        raise unknown_stage(stage, [s["name"] for s in stages])
     if role is not None and role not in plan["roles"] and role != UNDERCLOUD_GROUP:
         raise UnknownRoleError(role, where="plan", known=list(plan["roles"]))
     columns = {

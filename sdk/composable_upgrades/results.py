@@ -116,6 +116,15 @@ class RunResult:
                 for host, steps in outcome.items()]
         return columns, rows
 
+    def outcome_table(self) -> tuple[list[str], list[tuple]]:
+        """:meth:`host_steps` with a last row of the elapsed time per step."""
+        columns, rows = self.host_steps()
+        elapsed: dict[int | str, float] = {}
+        for s in self.steps:
+            elapsed[s.step] = elapsed.get(s.step, 0.0) + s.duration
+        return columns, rows + [("elapsed (s)",) + tuple(
+            round(t, 1) for t in elapsed.values())]
+
     def step_times(self) -> tuple[list[str], list[tuple]]:
         """Elapsed time per step (summed over batches), in seconds."""
         totals: dict[int | str, float] = {}

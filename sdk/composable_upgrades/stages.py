@@ -55,11 +55,6 @@ class StageAssignment:
         """Roles of ``stage`` (empty if there is no such stage)."""
         return dict(self.stages).get(stage, ())
 
-    @property
-    def names(self) -> list[str]:
-        """Stage names in run order."""
-        return [name for name, _ in self.stages]
-
 
 def assign_stages(deployment: Deployment,
                   path: str | os.PathLike[str] | None = None) -> StageAssignment:
@@ -102,7 +97,7 @@ def assign_stages(deployment: Deployment,
             stage = default_stage(role.services)
             placed[role.name] = stage
             if stage not in order:
-                order.insert(0, stage) if stage == CONTROLPLANE else order.append(stage)
+                order.insert(0 if stage == CONTROLPLANE else len(order), stage)
     stages = tuple(
         (stage, tuple(r for r in known_roles if placed[r] == stage))
         for stage in order)

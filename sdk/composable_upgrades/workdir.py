@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from composable_upgrades.errors import PlanNotFoundError, StageError, WorkdirError
-from composable_upgrades.plan import PLAN_FORMAT, plan_frame, plan_rows, plan_summary
+from composable_upgrades.errors import PlanNotFoundError, WorkdirError
+from composable_upgrades.plan import (
+    PLAN_FORMAT, plan_frame, plan_rows, plan_summary, unknown_stage)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -92,8 +93,7 @@ class PreparedPlan:
         for stage in self.stages:
             if stage.name == name:
                 return stage
-        raise StageError(f"unknown stage {name!r} (stages: "
-                         f"{', '.join(s.name for s in self.stages)})", stage=name)
+        raise unknown_stage(name, [s.name for s in self.stages])
 
     def file(self, relative: str) -> str:
         """Absolute path of a file of the plan folder."""
