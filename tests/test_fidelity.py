@@ -198,3 +198,92 @@ def test_config_download_keeps_host_order(tmp_path: Path) -> None:
     assert {r.name: r.hosts for r in got.roles} \
         == {r.name: r.hosts for r in expected.roles}
 
+
+
+# -- malformed config-download directories: the SDK's own error ----------------
+
+def small_download(directory: Path) -> Path:
+    """A config-download directory of one role, one host, one task."""
+    (directory / "Controller").mkdir(parents=True)
+    (directory / "Controller" / "upgrade_tasks.yaml").write_text(
+        "- name: Stop mysql\n  when: step|int == 1\n  debug: {msg: x}\n")
+    (directory / "group_vars").mkdir()
+    (directory / "group_vars" / "Controller").write_text(
+        "service_names: [mysql]\n")
+    (directory / "host_vars").mkdir()
+    (directory / "host_vars" / "ctl-0").write_text(
+        "pre_network_Controller: []\nfqdn_ctlplane: ctl-0.ctlplane.example\n"
+        "ctlplane_ip: 192.0.2.10\n")
+    return directory
+
+
+INVENTORY = "tripleo-ansible-inventory.yaml"
+BAD_DOWNLOADS = {
+    # case: (file, text, what the message must name)
+    "inventory-is-a-list": (INVENTORY, "[1]\n", INVENTORY),
+    "all-is-a-list": (INVENTORY, "all: [1]\n", f"{INVENTORY}: all"),
+    "children-is-a-list": (INVENTORY, "all: {children: [Controller]}\n",
+                           f"{INVENTORY}: all.children"),
+    "group-is-a-list": (INVENTORY, "all: {children: {Controller: [ctl-0]}}\n",
+                        f"{INVENTORY}: Controller"),
+    "top-level-group-is-a-list": (INVENTORY, "Controller: [ctl-0]\n",
+                                  f"{INVENTORY}: Controller"),
+    "hosts-is-a-list": (INVENTORY,
+                        "all: {children: {Controller: {hosts: [ctl-0]}}}\n",
+                        f"{INVENTORY}: Controller.hosts"),
+    "host-is-a-string": (INVENTORY,
+                         "all: {children: {Controller: {hosts: {ctl-0: x}}}}\n",
+                         f"{INVENTORY}: Controller.hosts.ctl-0"),
+    "overcloud-is-a-list": (INVENTORY,
+                            "all: {children: {overcloud: [Controller]}}\n",
+                            f"{INVENTORY}: overcloud"),
+    "group_vars-is-a-list": ("group_vars/Controller", "[mysql]\n",
+                             "group_vars/Controller"),
+    "host_vars-is-a-list": ("host_vars/ctl-0", "[pre_network_Controller]\n",
+                            "host_vars/ctl-0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DOWNLOADS))
+def test_malformed_config_download_names_the_file(tmp_path: Path,
+                                                  case: str) -> None:
+    directory = small_download(tmp_path / "config-download")
+    name, text, where = BAD_DOWNLOADS[case]
+    (directory / name).write_text(text)
+
+    with pytest.raises(composable_upgrades.OutputsError) as info:
+        Deployment.from_outputs(StackOutputs.from_config_download(directory))
+
+    message = str(info.value)
+    assert message.startswith(f"{directory}: {where}: expected a mapping")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("inventory", [
+    None, "", "all: {children: {Controller: {hosts: {ctl-0: }}}}\n",
+    "all: {children: {overcloud: {children: [Controller]}}}\n",
+])
+def test_small_config_download_reads(tmp_path: Path,
+                                     inventory: str | None) -> None:
+    directory = small_download(tmp_path / "config-download")
+    if inventory is not None:
+        (directory / INVENTORY).write_text(inventory)
+
+    deployment = Deployment.from_outputs(
+        StackOutputs.from_config_download(directory))
+
+    assert deployment.role_names == ["Controller"]
+    assert deployment.role("Controller").hosts == ("ctl-0",)
+    assert deployment.role("Controller").services == ("mysql",)
+
+
+def test_config_download_host_fqdn_not_a_string(tmp_path: Path) -> None:
+    directory = small_download(tmp_path / "config-download")
+    (directory / INVENTORY).write_text(
+        "all: {children: {Controller: {hosts: {ctl-0: "
+        "{ctlplane_hostname: [a, b]}}}}}\n")
+
+    with pytest.raises(composable_upgrades.OutputsError) as info:
+        Deployment.from_outputs(StackOutputs.from_config_download(directory))
+
+    assert "AnsibleHostVarsMap.Controller.ctl-0.fqdn_ctlplane" in str(info.value)

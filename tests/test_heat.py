@@ -307,3 +307,56 @@ def test_openstacksdk_imported_lazily() -> None:
                          env={"PYTHONPATH": str(Path(heat.__file__).parents[1]),
                               "PATH": "/usr/bin:/bin"}).stdout
     assert out.strip() == "[]"
+
+
+# -- what messages show ---------------------------------------------------------
+
+def _with_password(url: str) -> str:
+    return url.replace("http://", "http://admin:s3cret-pw@", 1)
+
+
+def test_password_in_heat_url_is_never_shown(
+        fake_heat: Callable[..., _FakeHeat]) -> None:
+    body = _stack_body({"RoleData": {"Controller": {}}})
+    fake = fake_heat((200, body), (200, _stack_body({"Other": 1})))
+    url = _with_password(fake.url)
+
+    fetched = heat.fetch_outputs("overcloud", heat_url=url)
+    with pytest.raises(HeatError) as info:
+        heat.fetch_outputs("overcloud", heat_url=url)
+
+    assert fetched.source == f"heat:overcloud at {fake.url}"
+    assert info.value.source == fetched.source
+    assert "s3cret-pw" not in str(info.value)
+    assert "no RoleData output" in str(info.value)
+
+
+def test_refused_status_says_how_to_force(
+        fake_heat: Callable[..., _FakeHeat]) -> None:
+    body = _stack_body({"RoleData": {}}, status="UPDATE_FAILED")
+    fake = fake_heat((200, body))
+    with pytest.raises(HeatError) as info:
+        heat.fetch_outputs("overcloud", heat_url=_with_password(fake.url))
+    message = str(info.value)
+    assert "stack is UPDATE_FAILED" in message
+    assert "--force" in message and "allow_status=True" in message
+    assert "s3cret-pw" not in message and "\n" not in message
+
+
+def test_output_errors_kept_and_malformed_outputs_are_heat_errors(
+        fake_heat: Callable[..., _FakeHeat]) -> None:
+    body = _stack_body({"RoleData": {"Controller": {}}, "Broken": None},
+                       errors={"Broken": "The Referenced\nAttribute"})
+    bad = {"stack": {"stack_name": "overcloud", "stack_status":
+                     "CREATE_COMPLETE", "outputs": [{"output_value": 1}]}}
+    fake = fake_heat((200, body), (200, bad))
+
+    fetched = heat.fetch_outputs("overcloud", heat_url=fake.url)
+    with pytest.raises(HeatError) as info:
+        heat.fetch_outputs("overcloud", heat_url=fake.url)
+
+    assert fetched.extra == {"output_errors": {"Broken": "The Referenced "
+                                                         "Attribute"}}
+    assert (fetched.stack, fetched.status) == ("overcloud", "CREATE_COMPLETE")
+    assert dict(fetched) == {"RoleData": {"Controller": {}}, "Broken": None}
+    assert str(info.value).startswith(f"heat:overcloud at {fake.url}: item 0 ")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from composable_upgrades import (
-    Dependencies, DependencyCycleError, Deployment, InputFileError, StackOutputs,
-    UnknownRoleError, UpgradeError, build_plan)
+    Dependencies, DependencyCycleError, Deployment, InputFileError, OutputsError,
+    StackOutputs, UnknownRoleError, UpgradeError, build_plan)
 from composable_upgrades.dependencies import order_tasks
 from composable_upgrades.plan import (
     KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL,
@@ -612,3 +612,84 @@ def test_rows_filters():
         plan.rows("step", stage="nope")
     with pytest.raises(UpgradeError):
         plan.rows("bogus")
+
+
+# -- converge files and input files: bad input is the SDK's own error ---------
+
+@pytest.mark.parametrize("text, key", [
+    ("kernel_check_tasks: 5\n", "kernel_check_tasks"),
+    ("reboot_tasks: 5\n", "reboot_tasks"),
+    ("reboot_tasks: {name: x}\n", "reboot_tasks"),
+    ("kernel_check_tasks: [5]\n", "kernel_check_tasks[0]"),
+    ("reboot_tasks: [{name: x, when: 3}]\n", "reboot_tasks[0].when"),
+    ("1: []\nfoo: []\n", "unknown keys 1, foo"),
+])
+def test_bad_converge_file_names_file_and_key(tmp_path, text, key):
+    path = _write(tmp_path, "converge.yaml", text)
+
+    with pytest.raises(InputFileError) as info:
+        build_plan(deployment(), converge_file=path)
+
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert key in message and "\n" not in message
+
+
+@pytest.mark.parametrize("key", ["kernel_check_tasks", "reboot_tasks"])
+def test_bad_converge_output_names_the_output(key):
+    data = dict(outputs().data)
+    data["UpgradeConverge"] = {key: 5}
+    with_converge = Deployment.from_outputs(
+        StackOutputs.from_mapping(data, source="outputs.json"))
+
+    with pytest.raises(OutputsError) as info:
+        build_plan(with_converge)
+
+    message = str(info.value)
+    assert "outputs.json" in message and "UpgradeConverge" in message
+    assert key in message and "\n" not in message
+
+
+def test_converge_file_tasks_still_make_the_reboot_phase(tmp_path):
+    path = _write(tmp_path, "converge.yaml",
+                  "kernel_check_tasks: [{name: check, debug: {msg: c}}]\n"
+                  "reboot_tasks: [{name: reboot, debug: {msg: r}}]\n")
+
+    play = build_plan(deployment(), converge_file=path).stage("converge") \
+        .steps[-1].plays[0]
+
+    assert [t.name for t in play.tasks] == [
+        "check", "Reboot where the kernel changed, one host at a time"]
+    assert play.tasks[1].body["block"] == [{"name": "reboot",
+                                            "debug": {"msg": "r"}}]
+
+
+def test_stages_file_not_utf8_is_an_input_file_error(tmp_path):
+    path = tmp_path / "stages.yaml"
+    path.write_bytes(b"controlplane: [Controller]\n# caf\xe9\n")
+
+    with pytest.raises(InputFileError) as info:
+        build_plan(deployment(), stages_file=path)
+
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "UTF-8" in message
+    assert "\n" not in message
+
+
+def test_converge_takes_run_stage_options_by_name():
+    import inspect
+
+    from composable_upgrades.converge import converge
+    from composable_upgrades.execute import run_stage
+
+    ours = inspect.signature(converge).parameters
+    theirs = inspect.signature(run_stage).parameters
+    expected = [name for name in theirs if name not in (
+        "stage", "batch_size", "max_fail_percentage", "dry_run")]
+
+    assert list(ours) == expected
+    assert all(ours[n].kind is inspect.Parameter.KEYWORD_ONLY
+               and ours[n].default == theirs[n].default
+               and ours[n].annotation == theirs[n].annotation
+               for n in expected[1:])
+    assert inspect.signature(converge).return_annotation == "RunResult"

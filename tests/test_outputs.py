@@ -290,6 +290,29 @@ MALFORMED = {
         "RoleData.Controller.service_names"),
     "AnsibleHostVarsMap-is-a-list": (
         _set(["AnsibleHostVarsMap"], ["ctl-0"]), "AnsibleHostVarsMap"),
+    "server_ids-role-is-a-mapping": (
+        _set(["ServerIdData"], {"server_ids": {"Controller": {"ctl-0": "id"}}}),
+        "ServerIdData.server_ids.Controller"),
+    "server_ids-role-is-a-number": (
+        _set(["ServerIdData"], {"server_ids": {"Controller": 5}}),
+        "ServerIdData.server_ids.Controller"),
+    "server_ids-role-is-a-string": (
+        _set(["ServerIdData"], {"server_ids": {"Controller": "abc"}}),
+        "ServerIdData.server_ids.Controller"),
+    "server_ids-has-a-number": (
+        _set(["ServerIdData"], {"server_ids": {"Controller": [7]}}),
+        "ServerIdData.server_ids.Controller"),
+    "fqdn_ctlplane-is-a-number": (
+        _set(["AnsibleHostVarsMap", "Controller", "ctl-0", "fqdn_ctlplane"], 5),
+        "AnsibleHostVarsMap.Controller.ctl-0.fqdn_ctlplane"),
+    "fqdn_ctlplane-is-a-list": (
+        _set(["AnsibleHostVarsMap", "Controller", "ctl-0", "fqdn_ctlplane"],
+             ["ctl-0.example"]),
+        "AnsibleHostVarsMap.Controller.ctl-0.fqdn_ctlplane"),
+    "ctlplane_ip-is-a-mapping": (
+        _set(["AnsibleHostVarsMap", "Controller", "ctl-0", "ctlplane_ip"],
+             {"ip": "192.0.2.10"}),
+        "AnsibleHostVarsMap.Controller.ctl-0.ctlplane_ip"),
 }
 
 
@@ -343,6 +366,18 @@ UNSAFE = {
     "host-with-slash": (_rename_host("ctl/0"), "host"),
     "host-dotdot": (_rename_host(".."), "host"),
     "host-dotdot-path": (_rename_host("../../tmp/x"), "host"),
+    # a host name is one item of the comma-joined --limit given to ansible
+    "host-with-comma": (_rename_host("ctl-0,ctl-1"), "host"),
+    "host-with-colon": (_rename_host("ctl:0"), "host"),
+    "host-with-space": (_rename_host("ctl 0"), "host"),
+    "host-with-star": (_rename_host("ctl-*"), "host"),
+    "host-with-question-mark": (_rename_host("ctl-?"), "host"),
+    "host-with-brackets": (_rename_host("ctl-[0:2]"), "host"),
+    "host-with-bang": (_rename_host("!ctl-0"), "host"),
+    "host-with-ampersand": (_rename_host("ctl&0"), "host"),
+    "host-starting-with-dash": (_rename_host("-ctl-0"), "host"),
+    "host-starting-with-dot": (_rename_host(".ctl-0"), "host"),
+    "host-with-dotdot-inside": (_rename_host("ctl..0"), "host"),
 }
 
 
@@ -357,6 +392,38 @@ def test_unsafe_role_or_host_name_raises_unsafe_name_error(tmp_path, case):
 
     assert info.value.kind == kind
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["ctl-0", "overcloud-controller-0",
+                                  "ctl-0.ctlplane.example.com", "Compute_1",
+                                  "0node"])
+def test_hostname_characters_are_accepted(tmp_path, host):
+    data = minimal()
+    _rename_host(host)(data)
+
+    assert Deployment.from_outputs(_load(tmp_path, data)).roles[0].hosts == (host,)
+
+
+@pytest.mark.parametrize("role", ["Undercloud", "overcloud", "allovercloud",
+                                  "excluded_overcloud", "all", "ungrouped"])
+def test_role_named_like_an_inventory_group_is_refused(tmp_path, role):
+    data = minimal()
+    _rename_role(role)(data)
+
+    with pytest.raises(UnsafeNameError) as info:
+        Deployment.from_outputs(_load(tmp_path, data))
+
+    assert info.value.kind == "role" and info.value.name == role
+    assert "reserved" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_server_ids_may_hold_nulls(tmp_path):
+    data = minimal()
+    data["ServerIdData"] = {"server_ids": {"Controller": [None]}}
+
+    deployment = Deployment.from_outputs(_load(tmp_path, data))
+
+    assert deployment.hosts["ctl-0"].server_id is None
 
 
 def test_unsafe_host_name_from_fqdns_is_refused(tmp_path):

@@ -19,18 +19,20 @@ stack's ``UpgradeConverge`` output, else the built-in TripleO default.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from composable_upgrades.errors import InputFileError, OutputsError
 from composable_upgrades.model import CONVERGE_OUTPUT, Deployment, Task, make_tasks
-from composable_upgrades.serialize import load_yaml_file
+from composable_upgrades.serialize import load_yaml, load_yaml_file
 
-PHASES = ("rpc_unpin", "packages", "reboot")
+if TYPE_CHECKING:  # pragma: no cover - execute imports plan, which imports us
+    from composable_upgrades.execute import Progress, StopRequest
+    from composable_upgrades.fleet import Fleet
+    from composable_upgrades.results import RecordSink, RunResult
+
 _KEYS = {"rpc_unpin_tasks", "unmanaged_packages", "package_tasks",
          "kernel_check_tasks", "reboot_tasks"}
 BUILTIN = "built-in converge tasks"
@@ -43,10 +45,6 @@ class ConvergeWork:
     phases: tuple[tuple[str, tuple[Task, ...]], ...]
     unmanaged_packages: tuple[str, ...]
     source: str
-
-    def tasks(self, phase: str) -> tuple[Task, ...]:
-        """Tasks of ``phase`` (one of :data:`PHASES`)."""
-        return dict(self.phases)[phase]
 
 
 def load_converge_work(deployment: Deployment,
@@ -62,12 +60,12 @@ def load_converge_work(deployment: Deployment,
         error = _outputs_error(deployment.source)
     else:
         source = BUILTIN
-        spec = yaml.safe_load(resources.files("composable_upgrades.data")
-                              .joinpath("converge.yaml").read_text(encoding="utf-8"))
+        spec = load_yaml(resources.files("composable_upgrades.data")
+                         .joinpath("converge.yaml").read_text(encoding="utf-8"))
         error = _file_error(source)
-    unknown = sorted(set(spec) - _KEYS)
+    unknown = sorted(str(key) for key in set(spec) - _KEYS)
     if unknown:
-        raise error(f"unknown keys {', '.join(map(str, unknown))} (expected "
+        raise error(f"unknown keys {', '.join(unknown)} (expected "
                     f"{', '.join(sorted(_KEYS))})")
     packages = spec.get("unmanaged_packages") or []
     if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
@@ -81,12 +79,13 @@ def load_converge_work(deployment: Deployment,
         except OutputsError as exc:
             raise error(str(exc).removeprefix(f"{source}: ")) from exc
 
-    check = spec.get("kernel_check_tasks") or []
-    reboot = spec.get("reboot_tasks") or []
-    reboot_list = list(check) + ([{
+    check = tasks("kernel_check_tasks", spec.get("kernel_check_tasks"),
+                  "reboot_tasks")
+    reboot = tasks("reboot_tasks", spec.get("reboot_tasks"), "reboot_tasks")
+    reboot_list = [t.body for t in check] + ([{
         "name": "Reboot where the kernel changed, one host at a time",
         "when": "kernel_changed | default(false) | bool",
-        "block": list(reboot),
+        "block": [t.body for t in reboot],
     }] if reboot else [])
     phases = (
         ("rpc_unpin", tasks("rpc_unpin_tasks", spec.get("rpc_unpin_tasks"),
@@ -114,11 +113,21 @@ def _read_file(path: str) -> Mapping[str, Any]:
     return data
 
 
-def converge(working_dir: str | os.PathLike[str], *, force: bool = False,
-             **options: Any):
+def converge(working_dir: str | os.PathLike[str], *,
+             limit: str | Sequence[str] | None = None,
+             tags: str | None = None, skip_tags: str | None = None,
+             forks: int | None = None, resume: bool = False,
+             steps: Sequence[int | str] | None = None,
+             playbooks: Sequence[str] | None = None,
+             fleet: Fleet | str | None = None, force: bool = False,
+             progress: Progress | None = None, sink: RecordSink | None = None,
+             stop: StopRequest | None = None) -> RunResult:
     """Run the converge stage: post-upgrade steps, then the deployment-wide
     phases. Refuses while an upgrade stage is unfinished, unless ``force``.
-    Takes :func:`~composable_upgrades.execute.run_stage`'s other options."""
+    The options are :func:`~composable_upgrades.execute.run_stage`'s."""
     from composable_upgrades.execute import run_stage
     from composable_upgrades.stages import CONVERGE
-    return run_stage(working_dir, CONVERGE, force=force, **options)
+    return run_stage(working_dir, CONVERGE, limit=limit, tags=tags,
+                     skip_tags=skip_tags, forks=forks, resume=resume,
+                     steps=steps, playbooks=playbooks, fleet=fleet,
+                     force=force, progress=progress, sink=sink, stop=stop)

@@ -43,12 +43,12 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-import yaml
 
 from composable_upgrades.errors import UpgradeError
 from composable_upgrades.fleet import Fleet
 from composable_upgrades.outputs import StackOutputs
 from composable_upgrades.plan import UNDERCLOUD_HOST
+from composable_upgrades.serialize import load_yaml
 
 DATA_PACKAGE = "composable_upgrades.data"
 OUTPUTS_FILE = "demo-overcloud.yaml"
@@ -56,11 +56,6 @@ DEPENDENCIES_FILE = "demo-dependencies.yaml"
 STACK = "overcloud"
 SEED_FILE = "seed.json"
 EVENTS_FILE = "events.log"
-
-try:
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
 
 # Keeps data files extracted from a zipped install alive for the process.
 _EXTRACTED = contextlib.ExitStack()
@@ -77,7 +72,7 @@ def demo_outputs() -> StackOutputs:
     """The stack outputs of the demo overcloud (a fresh copy each call)."""
     text = resources.files(DATA_PACKAGE).joinpath(OUTPUTS_FILE).read_text(
         encoding="utf-8")
-    return StackOutputs.from_mapping(yaml.load(text, Loader=_Loader),  # noqa: S506
+    return StackOutputs.from_mapping(load_yaml(text),
                                      source=f"demo overcloud ({OUTPUTS_FILE})",
                                      stack=STACK)
 

@@ -20,6 +20,7 @@ class OutputsError(UpgradeError):
 
     def __init__(self, message: str, *, source: str | None = None,
                  key: str | None = None) -> None:
+        self.detail = message  # the message without source and key
         self.source = source
         self.key = key
         where = []
@@ -58,14 +59,16 @@ class UnknownHostError(UpgradeError):
 
 
 class UnsafeNameError(UpgradeError):
-    """A role, host or stage name that cannot be used as a file name."""
+    """A role, host or stage name that cannot be used as a file, group or
+    host name; ``reason`` says why (default: not usable as a file name)."""
 
-    def __init__(self, kind: str, name: str) -> None:
+    def __init__(self, kind: str, name: str, *, reason: str | None = None) -> None:
         self.kind = kind
         self.name = name
         super().__init__(
-            f"{kind} name {name!r} is not usable as a file name "
-            "(it is empty or contains '/', '..' or a control character)")
+            f"{kind} name {name!r} "
+            + (reason or "is not usable as a file name (it is empty or "
+               "contains '/', '..' or a control character)"))
 
 
 class DependencyCycleError(UpgradeError):

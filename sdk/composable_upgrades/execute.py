@@ -41,6 +41,7 @@ from composable_upgrades.redact import redact, scrub_text
 from composable_upgrades.results import (
     DRY_RUN, FAILED, INTERRUPTED, NOTHING_TO_DO, SUCCESSFUL, RecordSink, RunResult,
     StepOutcome, TaskRecord)
+from composable_upgrades.serialize import YAML_LOADER
 from composable_upgrades.store import HistoryStore, new_run_id
 from composable_upgrades.workdir import PreparedPlan, PreparedStage, Workdir
 
@@ -209,8 +210,7 @@ def _item_lines(path: str) -> list[int]:
     """1-based first line of each top-level item of a task file."""
     try:
         with open(path, encoding="utf-8") as handle:
-            node = yaml.compose(handle, Loader=getattr(yaml, "CSafeLoader",
-                                                        yaml.SafeLoader))
+            node = yaml.compose(handle, Loader=YAML_LOADER)
     except (OSError, yaml.YAMLError):
         return []
     if node is None or not hasattr(node, "value"):

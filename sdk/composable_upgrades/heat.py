@@ -23,10 +23,10 @@ from __future__ import annotations
 import re
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from composable_upgrades.errors import HeatError
+from composable_upgrades.errors import HeatError, OutputsError
 from composable_upgrades.outputs import StackOutputs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,7 +74,7 @@ def fetch_outputs(stack: str, *, cloud: str | None = None,
                       session=session, timeout=timeout)
     response, endpoint = _get_stack(target, stack, source=source,
                                     timeout=timeout, retries=retries)
-    source = f"heat:{stack} at {endpoint}"
+    source = f"heat:{stack} at {_display(endpoint)}"
     return _outputs(_body(response, source), source=source,
                     allow_status=allow_status)
 
@@ -211,35 +211,32 @@ def _outputs(body: dict[str, Any], *, source: str,
                              or status.endswith("_IN_PROGRESS")):
         raise HeatError(
             f"stack is {status}; its outputs may be stale or incomplete "
-            "(fix or finish the stack first, or allow any status)",
-            source=source)
+            "(fix or finish the stack first, or pass --force to use it "
+            "anyway; allow_status=True in the SDK)", source=source)
     items = body.get("outputs")
     if items is None:
         items = []
     if not isinstance(items, list):
         raise HeatError("the stack's 'outputs' is not a list", source=source)
-    values: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for index, item in enumerate(items):
-        if not (isinstance(item, dict) and "output_key" in item):
-            raise HeatError(f"output {index} has no output_key",
-                            source=source)
-        key = str(item["output_key"])
-        values[key] = item.get("output_value")
-        if item.get("output_error"):
-            errors[key] = _one_line(str(item["output_error"]))
+    try:
+        outputs = StackOutputs.from_mapping(items, source=source)
+    except OutputsError as exc:  # a Heat answer: say it is Heat's fault
+        raise HeatError(exc.detail, source=source) from exc
+    # Heat lists an output it cannot resolve with a null value and the reason.
+    errors = {str(item["output_key"]): _one_line(str(item["output_error"]))
+              for item in items if item.get("output_error")}
     if REQUIRED_OUTPUT in errors:
         raise HeatError(f"Heat could not resolve the output: "
                         f"{errors[REQUIRED_OUTPUT]}", source=source,
                         key=REQUIRED_OUTPUT)
-    if REQUIRED_OUTPUT not in values:
-        shown = ", ".join(sorted(values)[:10]) or "none"
+    if REQUIRED_OUTPUT not in outputs:
+        shown = ", ".join(sorted(outputs)[:10]) or "none"
         raise HeatError(
             f"stack has no {REQUIRED_OUTPUT} output (outputs: {shown}); is it "
             "an overcloud stack?", source=source)
     extra = {"output_errors": errors} if errors else {}
-    return StackOutputs(values, source=source, stack=name or None,
-                        status=status or None, extra=extra)
+    return replace(outputs, stack=name or None, status=status or None,
+                   extra=extra)
 
 
 # -- messages ---------------------------------------------------------------

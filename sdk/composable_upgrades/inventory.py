@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from composable_upgrades.plan import UNDERCLOUD_GROUP, UNDERCLOUD_HOST, UpgradePlan
+from composable_upgrades.model import (
+    ALLOVERCLOUD_GROUP, EXCLUDED_GROUP, OVERCLOUD_GROUP, UNDERCLOUD_GROUP)
+from composable_upgrades.plan import UNDERCLOUD_HOST, UpgradePlan
 from composable_upgrades.serialize import to_yaml
 
 
@@ -45,9 +47,9 @@ def build_inventory(plan: UpgradePlan) -> dict[str, Any]:
             hosts[name] = hvars
         children[role.name] = {"hosts": hosts,
                                "vars": dict(plan.role_vars.get(role.name, {}))}
-    children["overcloud"] = {"children": {r: {} for r in role_names}}
-    children["allovercloud"] = {"children": {"overcloud": {}}}
-    children["excluded_overcloud"] = {"hosts": {}}
+    children[OVERCLOUD_GROUP] = {"children": {r: {} for r in role_names}}
+    children[ALLOVERCLOUD_GROUP] = {"children": {OVERCLOUD_GROUP: {}}}
+    children[EXCLUDED_GROUP] = {"hosts": {}}
     taken = set(children)
     for service in deployment.services:
         roles = [r for r in deployment.roles_running(service) if r in role_names]

@@ -24,13 +24,39 @@ HOST_NETWORK = "ctlplane"
 #: This project's own output key for deployment-wide converge work.
 CONVERGE_OUTPUT = "UpgradeConverge"
 
+#: Inventory groups the SDK makes itself, plus Ansible's implicit ones: no
+#: role may take their names.
+#: Inventory groups the SDK makes beside the role groups (as TripleO's
+#: inventory has them), and Ansible's own: no role may take their names.
+UNDERCLOUD_GROUP = "Undercloud"
+OVERCLOUD_GROUP = "overcloud"
+ALLOVERCLOUD_GROUP = "allovercloud"
+EXCLUDED_GROUP = "excluded_overcloud"
+RESERVED_GROUPS = frozenset({UNDERCLOUD_GROUP, OVERCLOUD_GROUP, ALLOVERCLOUD_GROUP,
+                             EXCLUDED_GROUP, "all", "ungrouped"})
+
 _UNSAFE_NAME = re.compile(r"(^$|/|\\|^\.\.?$|\.\.|[\x00-\x1f\x7f])")
+# A host name is an inventory host and one item of ansible's comma-joined
+# --limit: no ',', ':', spaces or glob characters.
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def check_name(kind: str, name: str) -> str:
-    """Return ``name`` if it is safe as a file or group name, else raise."""
+    """Return ``name`` if it is safe as a file or group name, else raise.
+
+    Host names (``kind`` "host") are further restricted to hostname
+    characters; role names may not be a group the inventory has anyway.
+    """
     if not isinstance(name, str) or _UNSAFE_NAME.search(name):
         raise UnsafeNameError(kind, str(name))
+    if kind == "host" and not _HOST_NAME.fullmatch(name):
+        raise UnsafeNameError(kind, name, reason=(
+            "is not a usable host name (letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit)"))
+    if kind == "role" and name in RESERVED_GROUPS:
+        raise UnsafeNameError(kind, name, reason=(
+            "is reserved: the inventory has a group of that name (reserved: "
+            f"{', '.join(sorted(RESERVED_GROUPS))})"))
     return name
 
 
@@ -147,6 +173,20 @@ class _DeploymentReader:
             raise self.fail(key, "expected a list of strings")
         return value
 
+    def id_list(self, key: str, value: Any) -> list[str | None]:
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(
+                v is None or isinstance(v, str) for v in value):
+            raise self.fail(key, "expected a list of server ids (strings or "
+                            "nulls)")
+        return value
+
+    def optional_str(self, key: str, value: Any) -> str | None:
+        if value is not None and not isinstance(value, str):
+            raise self.fail(key, f"expected a string, got {type(value).__name__}")
+        return value
+
     def read(self, stack: str) -> Deployment:
         if "RoleData" not in self.outputs:
             keys = ", ".join(sorted(self.outputs)) or "none"
@@ -219,7 +259,8 @@ class _DeploymentReader:
                 f"RoleNetIpMap.{role}.{HOST_NETWORK}",
                 self.mapping(f"RoleNetIpMap.{role}",
                              ips_map.get(role)).get(HOST_NETWORK))
-            ids = server_ids.get(role) or []
+            ids = self.id_list(f"ServerIdData.server_ids.{role}",
+                               server_ids.get(role))
             role_host_vars = self.mapping(f"AnsibleHostVarsMap.{role}",
                                           host_vars.get(role))
             if role_host_vars:
@@ -233,10 +274,14 @@ class _DeploymentReader:
                     raise self.fail("AnsibleHostVarsMap", f"host {name!r} is in "
                                     f"both {seen[name]} and {role}")
                 seen[name] = role
-                hvars = self.mapping(f"AnsibleHostVarsMap.{role}.{name}",
-                                     role_host_vars.get(name))
-                fqdn = hvars.get(f"fqdn_{HOST_NETWORK}") or _at(fqdns, index)
-                address = hvars.get(f"{HOST_NETWORK}_ip") or _at(ips, index)
+                key = f"AnsibleHostVarsMap.{role}.{name}"
+                hvars = self.mapping(key, role_host_vars.get(name))
+                fqdn = (self.optional_str(f"{key}.fqdn_{HOST_NETWORK}",
+                                          hvars.get(f"fqdn_{HOST_NETWORK}"))
+                        or _at(fqdns, index))
+                address = (self.optional_str(f"{key}.{HOST_NETWORK}_ip",
+                                             hvars.get(f"{HOST_NETWORK}_ip"))
+                           or _at(ips, index))
                 hosts.append(Host(name=name, role=role, fqdn=fqdn,
                                   address=address,
                                   server_id=_at(ids, index)))

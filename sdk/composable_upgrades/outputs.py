@@ -16,11 +16,7 @@ from typing import Any
 import yaml
 
 from composable_upgrades.errors import OutputsError
-
-try:  # the C loader is ten times faster on the ~1 MB outputs of a real stack
-    _YamlLoader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _YamlLoader = yaml.SafeLoader
+from composable_upgrades.serialize import load_yaml
 
 
 @dataclass(frozen=True)
@@ -150,7 +146,7 @@ def _parse_document(raw: bytes, path: str) -> Any:
                 f"{json_error.colno}: {json_error.msg}); the file may be "
                 "truncated", source=path) from json_error
     try:
-        return yaml.load(raw, Loader=_YamlLoader)  # noqa: S506 - safe loader
+        return load_yaml(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = (f" (line {mark.line + 1}, column {mark.column + 1})"

@@ -17,7 +17,8 @@ from composable_upgrades import stages as stagelib
 from composable_upgrades.converge import load_converge_work
 from composable_upgrades.dependencies import Dependencies, order_tasks, stable_order
 from composable_upgrades.errors import StageError, UnknownRoleError, UpgradeError
-from composable_upgrades.model import EXTERNAL_KIND, Deployment, Task
+from composable_upgrades.model import (
+    EXTERNAL_KIND, OVERCLOUD_GROUP, UNDERCLOUD_GROUP, Deployment, Task)
 from composable_upgrades.steps import STEP_RANGES
 from composable_upgrades.variables import select_vars, used_names
 
@@ -27,9 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from composable_upgrades.fleet import Fleet
 
 PLAN_FORMAT = 1
-UNDERCLOUD_GROUP = "Undercloud"
 UNDERCLOUD_HOST = "undercloud"
-OVERCLOUD_GROUP = "overcloud"
 UNATTRIBUTED = "(unattributed)"
 
 #: Stage kinds: how a stage runs.

@@ -2,24 +2,30 @@
 
 A string value is a secret when its key, at any depth, names one: the key
 ends with ``password``, ``secret``, ``token`` or ``_key`` (or the variants THT
-uses: ``passwd``, ``pwd``, ``authkey``, ``hash_path_suffix``),
-case-insensitive. Matching the end of the key keeps ``keystone_*``,
-``authtoken`` sections and ``*_secretd`` containers out. THT puts secrets in
-``config_settings``, ``service_config_settings``, ``keystone_resources`` and
-``RoleConfig.global_vars``.
+uses: ``passwd``, ``pwd``, ``authkey``, ``_keys``, ``hash_path_suffix``),
+case-insensitive. Matching the end of the key keeps ``keystone_*`` names,
+the hiera keys of an authtoken section that are no secret
+(``nova::keystone::authtoken::auth_url``) and ``*_secretd`` containers out.
+A key that ends so is a secret whatever it holds: every string under a
+``keystone_authtoken`` mapping (it ends in ``token``) counts as one. THT puts
+secrets in ``config_settings``, ``service_config_settings``,
+``keystone_resources`` and ``RoleConfig.global_vars``. Free text (task
+messages) is scrubbed of values assigned to keys with the same endings.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "********"
 
-_SECRET_KEY = re.compile(
-    r"(password|passwd|pwd|secret|token|authkey|_keys?|hash_path_suffix|hash_suffix)$",
-    re.IGNORECASE)
+# How a secret key ends: the one definition both checks below use.
+_SECRET_ENDINGS = (r"password|passwd|pwd|secret|token|authkey|_keys?"
+                   r"|hash_path_suffix|hash_suffix")
+
+_SECRET_KEY = re.compile(f"(?:{_SECRET_ENDINGS})$", re.IGNORECASE)
 
 
 def is_secret_key(key: object) -> bool:
@@ -54,23 +60,11 @@ def secret_values(value: Any, *, under_secret: bool = False) -> set[str]:
     return found
 
 
-class Scrubber:
-    """Replaces known secret strings in free text (task messages, logs)."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        ordered = sorted(set(secrets), key=len, reverse=True)
-        self._pattern = (re.compile("|".join(re.escape(s) for s in ordered))
-                         if ordered else None)
-
-    def __call__(self, text: str) -> str:
-        if self._pattern is None or not text:
-            return text
-        return self._pattern.sub(REDACTED, text)
-
-
-# ``password=...``, ``"auth_key": "..."``, ``token: ...`` in free text.
+# ``password=...``, ``"auth_key": "..."``, ``token: ...`` in free text; not
+# ``...::authtoken::auth_url: ...`` (``::`` separates the words of a hiera key).
 _ASSIGNED_SECRET = re.compile(
-    r"""(?P<key>[\w.-]*(?:password|secret|token|_key)[\w.-]*["']?\s*[=:]\s*["']?)"""
+    r"""(?P<key>[\w.-]*(?:""" + _SECRET_ENDINGS
+    + r""")["']?\s*(?:=|:(?!:))\s*["']?)"""
     r"""(?P<value>[^\s"',;}]+)""", re.IGNORECASE)
 
 

@@ -11,27 +11,30 @@ upgrade without touching anything.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
 from composable_upgrades.errors import UpgradeError
 from composable_upgrades.model import Task
-from composable_upgrades.plan import RolePlay, Stage, Step, UpgradePlan
+from composable_upgrades.plan import UNATTRIBUTED, RolePlay, Stage, Step, UpgradePlan
 
-UNATTRIBUTED = "(unattributed)"
+_END_RAW = re.compile(r"\{%[-+]?\s*endraw\s*[-+]?%\}")
 
 
 def _raw(text: str) -> str:
     """Text that Ansible shows as is, braces included."""
-    return "{% raw %}" + text.replace("{% endraw %}", "") + "{% endraw %}"
+    return "{% raw %}" + _END_RAW.sub("", text) + "{% endraw %}"
 
 
 def noop_task(task: Task, step: int | str) -> Task:
     """The no-op that stands for ``task`` at ``step``."""
     when = task.body.get("when")
     conditions = [when] if isinstance(when, (str, bool)) else list(when or [])
-    record = (f"rehearsal | step {step} | {task.service or UNATTRIBUTED} | "
-              f"{task.name} | on {{{{ inventory_hostname }}}}")
+    # Ansible templates the message: what comes from the outputs stays raw.
+    service = _raw(task.service) if task.service else UNATTRIBUTED
+    record = (f"rehearsal | step {step} | {service} | {_raw(task.name)} | "
+              "on {{ inventory_hostname }}")
     body: dict[str, Any] = {
         "name": task.name,
         "ansible.builtin.debug": {"msg": record},

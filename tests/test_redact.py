@@ -1,0 +1,36 @@
+"""Secrets: the key check and the free-text scrubber agree on what is secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from composable_upgrades.redact import REDACTED, is_secret_key, scrub_text
+
+KEYS = [
+    # secret
+    "password", "mysql::server::root_password", "hacluster_pwd", "db_passwd",
+    "keystone::admin_token", "shared_secret", "remote_authkey", "ssh_key",
+    "authorized_keys", "swift_hash_path_suffix", "keystone_authtoken",
+    # not secret: the same words, not at the end
+    "keystone::token_provider", "nova_virtsecretd", "password_file",
+    "cinder::keystone::authtoken::auth_url", "tripleo_keystone_image",
+    "secret_backend", "token_expiration",
+]
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("form", ["{key}=value1", "{key}: value1",
+                                  '"{key}": "value1"', "'{key}' = 'value1'"])
+def test_scrub_text_agrees_with_is_secret_key(key: str, form: str) -> None:
+    text = f"before {form.format(key=key)} after"
+    scrubbed = scrub_text(text)
+    if is_secret_key(key):
+        assert "value1" not in scrubbed and REDACTED in scrubbed
+        assert scrubbed.startswith(f"before {form.format(key=key)[:len(key)]}")
+    else:
+        assert scrubbed == text
+
+
+def test_scrub_text_keeps_the_rest_of_the_line() -> None:
+    assert scrub_text("rc=1 password=hunter2, user=admin") \
+        == f"rc=1 password={REDACTED}, user=admin"
