@@ -8,6 +8,9 @@ from typing import Any
 from osc_lib import exceptions
 from osc_lib.command import command
 
+#: What a Lister's action returns: column names and rows.
+Table = tuple[list[str], list[tuple]]
+
 
 class _SdkErrors:
     """Runs :meth:`action` and converts :class:`UpgradeError` to CommandError."""

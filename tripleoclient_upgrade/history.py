@@ -6,7 +6,7 @@ import argparse
 from datetime import datetime
 
 from tripleoclient_upgrade import options
-from tripleoclient_upgrade.command import UpgradeLister
+from tripleoclient_upgrade.command import Table, UpgradeLister
 
 RUN_COLUMNS = ["Run", "Kind", "Stage", "Status", "Started", "Duration (s)",
                "Hosts", "Failed hosts", "Tasks", "Plan", "Notes"]
@@ -40,7 +40,7 @@ class RunHistory(UpgradeLister):
                             help="Show the task records of this run.")
         return parser
 
-    def action(self, parsed_args: argparse.Namespace):
+    def action(self, parsed_args: argparse.Namespace) -> Table:
         from composable_upgrades.history import History
 
         history = History(options.working_dir(parsed_args))
@@ -78,7 +78,7 @@ class PlanDiff(UpgradeLister):
                                  "the current plan).")
         return parser
 
-    def action(self, parsed_args: argparse.Namespace):
+    def action(self, parsed_args: argparse.Namespace) -> Table:
         from composable_upgrades.diff import diff_rows, plans_to_compare
 
         old, new = plans_to_compare(options.working_dir(parsed_args),

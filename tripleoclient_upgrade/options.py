@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the SDK is imported only when a command runs
+    from composable_upgrades import Fleet
 
 
 def add_stack(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +44,7 @@ def add_fleet(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--fleet", metavar="DIR", help=help_text)
 
 
-def fleet(parsed_args: argparse.Namespace):
+def fleet(parsed_args: argparse.Namespace) -> Fleet | None:
     """The rehearsal fleet the arguments ask for, or None."""
     if not parsed_args.fleet:
         return None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from tripleoclient_upgrade import options
-from tripleoclient_upgrade.command import UpgradeLister
+from tripleoclient_upgrade.command import Table, UpgradeLister
 
 
 class Prepare(UpgradeLister):
@@ -69,7 +71,7 @@ class Prepare(UpgradeLister):
                         "overcloud; accepted for python-tripleoclient habits)")
         return parser
 
-    def action(self, parsed_args: argparse.Namespace):
+    def action(self, parsed_args: argparse.Namespace) -> Table:
         import composable_upgrades as cu
 
         result = cu.prepare(
@@ -153,7 +155,7 @@ class Plan(UpgradeLister):
             help="One row per step and role (default), per service, or per task.")
         return parser
 
-    def action(self, parsed_args: argparse.Namespace):
+    def action(self, parsed_args: argparse.Namespace) -> Table:
         import composable_upgrades as cu
 
         plan = cu.Workdir.at(options.working_dir(parsed_args)).load_plan()
@@ -184,7 +186,8 @@ class _RunCommand(UpgradeLister):
         status = super().run(parsed_args)
         return status or self.exit_status
 
-    def execute(self, parsed_args: argparse.Namespace, run):
+    def execute(self, parsed_args: argparse.Namespace,
+                run: Callable[[Callable[[Any], None]], Any]) -> Table:
         from tripleoclient_upgrade.progress import progress_display
 
         show, close = progress_display(self.app.stderr)
@@ -245,7 +248,7 @@ class Run(_RunCommand):
         options.add_yes(parser, "running the upgrade")
         return parser
 
-    def action(self, parsed_args: argparse.Namespace):
+    def action(self, parsed_args: argparse.Namespace) -> Table:
         from composable_upgrades.execute import run_stage
 
         _confirm(self, parsed_args,
@@ -283,7 +286,7 @@ class Converge(_RunCommand):
         options.add_yes(parser, "converging")
         return parser
 
-    def action(self, parsed_args: argparse.Namespace):
+    def action(self, parsed_args: argparse.Namespace) -> Table:
         from composable_upgrades.converge import converge
 
         _confirm(self, parsed_args, f"Converge the upgrade of stack {parsed_args.stack}?")
@@ -304,7 +307,7 @@ class Status(UpgradeLister):
         options.add_working_dir(parser)
         return parser
 
-    def action(self, parsed_args: argparse.Namespace):
+    def action(self, parsed_args: argparse.Namespace) -> Table:
         import time
 
         from composable_upgrades.status import status

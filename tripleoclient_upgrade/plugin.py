@@ -4,6 +4,7 @@ Kept free of heavy imports: OpenStackClient imports this module at every
 start-up, whatever command runs.
 """
 
+import argparse
 import logging
 
 from tripleoclient_upgrade import coexistence
@@ -20,11 +21,11 @@ API_NAME = "overcloud_upgrade"
 API_VERSIONS = ("1",)
 
 
-def make_client(instance):
+def make_client(instance: object) -> None:
     """The commands need no service client; they call the SDK directly."""
     return None
 
 
-def build_option_parser(parser):
+def build_option_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """No global options of our own."""
     return parser

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from composable_upgrades import ProgressEvent
 
 
 def progress_display(stream: IO[str]) -> tuple[Callable[[Any], None], Callable[[], None]]:
@@ -19,7 +22,7 @@ def _bar(stream: IO[str]):
                bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                           "host-steps [{elapsed}] {postfix}")
 
-    def show(event) -> None:
+    def show(event: ProgressEvent) -> None:
         if event.units_total and bar.total != event.units_total:
             bar.total = event.units_total
         if event.kind == "step_start":
@@ -37,7 +40,7 @@ def _bar(stream: IO[str]):
 
 
 def _lines(stream: IO[str]):
-    def show(event) -> None:
+    def show(event: ProgressEvent) -> None:
         text = None
         if event.kind == "run_start":
             text = f"stage {event.stage}: {event.message}"
