@@ -71,3 +71,6 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
              "plan's step playbooks, not config-download's.")
     parser.add_argument("--ansible-forks", type=int, metavar="N",
                         help="Number of Ansible forks.")
+    parser.add_argument("--resume", action="store_true", default=False,
+                        help="Skip the hosts and steps already finished.")
+    add_fleet(parser, "The rehearsal fleet the plan was prepared for (must match).")

@@ -236,12 +236,8 @@ class Run(_RunCommand):
             "--max-fail-percentage", type=float, metavar="P",
             help="Keep going while at most P%% of a batch's hosts failed "
                  "(default 0: any failure stops the stage).")
-        parser.add_argument("--resume", action="store_true", default=False,
-                            help="Skip the hosts and steps already finished.")
         parser.add_argument("--dry-run", action="store_true", default=False,
                             help="Show the batches that would run; run nothing.")
-        options.add_fleet(parser, "The rehearsal fleet the plan was prepared "
-                          "for (must match).")
         parser.add_argument("--force", action="store_true", default=False,
                             help="Run even though the controlplane stage is "
                                  "unfinished.")
@@ -276,10 +272,6 @@ class Converge(_RunCommand):
         options.add_stack(parser)
         options.add_working_dir(parser)
         options.add_run_options(parser)
-        parser.add_argument("--resume", action="store_true", default=False,
-                            help="Skip the hosts and steps already finished.")
-        options.add_fleet(parser, "The rehearsal fleet the plan was prepared "
-                          "for (must match).")
         parser.add_argument("--force", action="store_true", default=False,
                             help="Converge even though an upgrade stage is "
                                  "unfinished (says which).")
