@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import error_line, tree
+
 from composable_upgrades import Workdir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tht18" / "stack-outputs.json"
@@ -39,17 +41,6 @@ def run_all(commands: list[tuple[list[str], Path, dict[str, str] | None]]
             ) -> list[subprocess.CompletedProcess]:
     with ThreadPoolExecutor(max_workers=min(8, len(commands))) as pool:
         return list(pool.map(lambda c: run(*c), commands))
-
-
-def tree(directory: Path) -> dict[str, bytes]:
-    files = {}
-    for root, dirs, names in os.walk(directory):
-        for name in names:
-            path = Path(root) / name
-            files[str(path.relative_to(directory))] = path.read_bytes()
-        for name in dirs:
-            files[str((Path(root) / name).relative_to(directory)) + "/"] = b""
-    return files
 
 
 def table_first_column(text: str) -> list[str]:
@@ -283,10 +274,10 @@ def error_runs(prepared, tmp_path_factory):
     assert result.returncode == 0, result.stderr
     inputs = _inputs(tmp_path_factory.mktemp("inputs"))
     root = _wd(home) / SUBDIR
-    before = tree(root)
+    before = tree(root, with_dirs=True)
     names = sorted(ERRORS)
     results = run_all([(ERRORS[name][0](inputs), home, None) for name in names])
-    after = tree(root)
+    after = tree(root, with_dirs=True)
     return dict(zip(names, results)), before, after
 
 
@@ -295,11 +286,7 @@ def test_user_error(error_runs, case):
     results, _, _ = error_runs
     result = results[case]
 
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert ERRORS[case][1] in lines[0]
+    assert ERRORS[case][1] in error_line(result)
     assert result.stdout.strip() == ""
 
 

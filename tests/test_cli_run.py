@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import composable_upgrades as cu
+from tests.helpers import error_line
 
 MINI = Path(__file__).parent / "fixtures" / "mini-outputs.yaml"
 OPENSTACK = os.path.join(os.path.dirname(sys.executable), "openstack")
@@ -35,18 +36,10 @@ def prepared(tmp_path: Path) -> tuple[Path, Path]:
     return wd, fleet
 
 
-def one_error_line(done: subprocess.CompletedProcess) -> str:
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr
-    assert len(lines) == 1, done.stderr
-    return lines[0]
-
-
 def test_run_needs_yes_without_a_terminal(prepared, tmp_path: Path) -> None:
     wd, _ = prepared
     done = cli("run", "--stage", "controlplane", "--working-dir", str(wd), home=tmp_path)
-    assert "pass -y" in one_error_line(done)
+    assert "pass -y" in error_line(done)
     assert not (wd / "composable-upgrade" / "runs").exists()
 
 
@@ -58,7 +51,7 @@ def test_run_converge_status_through_the_cli(prepared, tmp_path: Path) -> None:
     assert [row["Batch"] for row in json.loads(dry.stdout)] == [1, 2]
 
     refused = cli("run", "--stage", "compute", "-y", "--working-dir", str(wd), home=tmp_path)
-    assert "'controlplane' is not finished" in one_error_line(refused)
+    assert "'controlplane' is not finished" in error_line(refused)
 
     control = cli("run", "--stage", "controlplane", "-y", "--working-dir", str(wd),
                   "--fleet", str(fleet), "-f", "json", home=tmp_path)
@@ -71,7 +64,7 @@ def test_run_converge_status_through_the_cli(prepared, tmp_path: Path) -> None:
 
     wrong_fleet = cli("run", "--stage", "compute", "-y", "--working-dir", str(wd),
                       "--fleet", str(tmp_path / "other"), home=tmp_path)
-    assert "does not match the fleet" in one_error_line(wrong_fleet)
+    assert "does not match the fleet" in error_line(wrong_fleet)
 
     step3 = cli("run", "--stage", "compute", "-y", "--working-dir", str(wd),
                 "--playbook", "compute_step3.yaml", "--limit", "Compute", home=tmp_path)
@@ -94,7 +87,7 @@ def test_run_converge_status_through_the_cli(prepared, tmp_path: Path) -> None:
     # Batch 1 failed, so batch 2 never ran its step 4: three hosts pending.
     refused = cli("converge", "-y", "--working-dir", str(wd), home=tmp_path)
     assert ("'compute' is not finished (3 hosts pending: overcloud-novacompute-1, "
-            "overcloud-novacompute-2, overcloud-novacompute-3)") in one_error_line(refused)
+            "overcloud-novacompute-2, overcloud-novacompute-3)") in error_line(refused)
 
     cu.Fleet.at(fleet).clear_faults()
     resumed = cli("run", "--stage", "compute", "-y", "--resume",
@@ -118,6 +111,6 @@ def test_run_errors_are_one_line(prepared, tmp_path: Path) -> None:
         (["--stage", "compute", "--playbook", "nosuch.yaml"], "not a step playbook"),
     ]:
         done = cli("run", *args, "-y", "--working-dir", str(wd), home=tmp_path)
-        assert expected in one_error_line(done), args
+        assert expected in error_line(done), args
     missing = cli("status", "--working-dir", str(tmp_path / "nothing"), home=tmp_path)
-    assert "no upgrade plan here" in one_error_line(missing)
+    assert "no upgrade plan here" in error_line(missing)

@@ -28,6 +28,7 @@ import composable_upgrades
 from composable_upgrades import StackOutputs
 from tests.heatserver import HeatServer
 from tests.heatserver.fake_keystone import PROJECT_ID, FakeKeystone
+from tests.helpers import error_line, tree
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tht18" / "stack-outputs.json"
 OPENSTACK = Path(sys.executable).with_name("openstack")
@@ -41,21 +42,9 @@ FAILED_STACK = "overcloud-cli-failed"
 
 # -- helpers ------------------------------------------------------------------
 
-def tree(directory: Path) -> dict[str, bytes]:
-    """Every file under ``directory`` (relative path -> bytes), and dirs."""
-    files: dict[str, bytes] = {}
-    for root, dirs, names in os.walk(directory):
-        for name in names:
-            path = Path(root) / name
-            files[str(path.relative_to(directory))] = path.read_bytes()
-        for name in dirs:
-            files[str((Path(root) / name).relative_to(directory)) + "/"] = b""
-    return files
-
-
 def assert_same_tree(got: Path, expected: dict[str, bytes]) -> None:
     """``got`` holds exactly the files of ``expected``, byte-identical."""
-    files = tree(got)
+    files = tree(got, with_dirs=True)
     assert sorted(files) == sorted(expected)
     differ = [name for name in expected if files[name] != expected[name]]
     assert differ == []
@@ -88,15 +77,6 @@ def openstack(args: list[str], tmp: Path,
 def prepare_args(stack: str, working_dir: Path, *extra: str) -> list[str]:
     return ["overcloud", "upgrade", "prepare", "--stack", stack,
             "--working-dir", str(working_dir), *extra]
-
-
-def error_line(result: subprocess.CompletedProcess) -> str:
-    """The one line a failed command printed on stderr."""
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def heat_requests(heat: HeatServer, offset: int, stack: str) -> list[str]:
@@ -152,7 +132,7 @@ def file_plan(tmp_path_factory: pytest.TempPathFactory,
     result = composable_upgrades.prepare(file_outputs, working_dir,
                                          stack=STACK)
     assert Path(result.plan_dir) == working_dir / PLAN
-    files = tree(working_dir / PLAN)
+    files = tree(working_dir / PLAN, with_dirs=True)
     assert "plan.json" in files and len(files) > 10
     return files
 
@@ -268,7 +248,7 @@ def test_cli_prepare_with_osc_credentials_logs_in_once(
         time.sleep(0.05)
     assert served and all(r.startswith(f"GET /v1/{PROJECT_ID}/stacks/")
                           for r in served)
-    written = tree(working_dir).values()
+    written = tree(working_dir, with_dirs=True).values()
     for text in (result.stdout, result.stderr,
                  *(v.decode(errors="replace") for v in written)):
         assert password not in text

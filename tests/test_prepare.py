@@ -20,6 +20,7 @@ from composable_upgrades import (
     DependencyCycleError, InputFileError, OutputsError, StackOutputs,
     UnknownRoleError, UnsafeNameError, Workdir, WorkdirError, prepare)
 from composable_upgrades.redact import is_secret_key, secret_values
+from tests.helpers import tree
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tht18" / "stack-outputs.json"
 SUBDIR = "composable-upgrade"
@@ -38,16 +39,6 @@ TRIPLEOCLIENT_FILES = {
 @lru_cache(maxsize=1)
 def outputs() -> StackOutputs:
     return StackOutputs.from_file(FIXTURE)
-
-
-def tree(directory: Path) -> dict[str, bytes]:
-    """Every file under ``directory``: relative path -> bytes."""
-    files = {}
-    for root, _dirs, names in os.walk(directory):
-        for name in names:
-            path = Path(root) / name
-            files[str(path.relative_to(directory))] = path.read_bytes()
-    return files
 
 
 def entries(directory: Path) -> set[str]:
