@@ -37,7 +37,7 @@ PANDAS_IMPORT_S = time.perf_counter() - _IMPORT_START
 from composable_upgrades.history import History  # noqa: E402
 from composable_upgrades.results import RunResult, TaskRecord  # noqa: E402
 from composable_upgrades.store import HistoryStore  # noqa: E402
-from report import machine, print_rst, print_text  # noqa: E402
+from report import machine, print_machine, print_text  # noqa: E402
 
 RECORDS = 50_000
 REPEAT = 5
@@ -152,12 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run history: best of {args.repeat} (target: total under "
           f"{TARGET_S:.0f} s)\n")
     print_text(rows)
-    print()
-    for key, value in facts:
-        print(f"{key}: {value}")
-    if args.rst:
-        print()
-        print_rst(rows, facts)
+    print_machine(facts, rst_rows=rows if args.rst else None)
     return 0 if total.wall < TARGET_S else 1
 
 

@@ -39,7 +39,7 @@ import yaml  # noqa: E402
 import composable_upgrades  # noqa: E402
 from tests.tripleo_reference import (  # noqa: E402
     download_config, load_fixture_outputs, scaled_outputs)
-from report import machine, print_rst, print_text  # noqa: E402
+from report import machine, print_machine, print_text  # noqa: E402
 
 SIZES = (18, 180, 720, 1440)
 REPEAT = 3
@@ -157,12 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prepare: best of {args.repeat} (tripleo-common: fewer once its "
           f"runs at a size pass {TC_BUDGET_S:.0f} s; 'runs' says how many)\n")
     print_text(rows, left=0)
-    print()
-    for key, value in facts:
-        print(f"{key}: {value}")
-    if args.rst:
-        print()
-        print_rst(rows, facts)
+    print_machine(facts, rst_rows=rows if args.rst else None)
     return 0
 
 

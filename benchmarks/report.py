@@ -55,3 +55,14 @@ def print_rst(rows: list[list[str]], facts: list[tuple[str, str]]) -> None:
     print()
     for key, value in facts:
         print(f"- {key}: {value}")
+
+
+def print_machine(facts: list[tuple[str, str]], *, rst_rows: list[list[str]] | None
+                  = None) -> None:
+    """The machine's facts; with ``rst_rows``, the table and facts as reST too."""
+    print()
+    for key, value in facts:
+        print(f"{key}: {value}")
+    if rst_rows is not None:
+        print()
+        print_rst(rst_rows, facts)

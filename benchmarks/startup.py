@@ -44,7 +44,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from report import machine, print_rst, print_text  # noqa: E402
+from report import machine, print_machine, print_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "tests" / "coexistence" / "osc_probe.py"
@@ -293,12 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"The plugin's own modules (-X importtime, self time summed, median "
           f"of 3): {plugin_imports * 1000:.1f} ms. Heavy packages imported by "
           f"'overcloud upgrade run --help': {', '.join(heavy) or 'none'}.")
-    print()
-    for key, value in facts:
-        print(f"{key}: {value}")
-    if args.rst:
-        print()
-        print_rst(result, facts)
+    print_machine(facts, rst_rows=result if args.rst else None)
     return 0
 
 
