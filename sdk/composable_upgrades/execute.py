@@ -41,6 +41,7 @@ from composable_upgrades.redact import redact, scrub_text
 from composable_upgrades.results import (
     DRY_RUN, FAILED, INTERRUPTED, NOTHING_TO_DO, SUCCESSFUL, RecordSink, RunResult,
     StepOutcome, TaskRecord)
+from composable_upgrades.runner_pty import quick_pty
 from composable_upgrades.serialize import YAML_LOADER
 from composable_upgrades.store import HistoryStore, new_run_id
 from composable_upgrades.workdir import PreparedPlan, PreparedStage, Workdir
@@ -375,7 +376,8 @@ class _Runner:
         if self.options.get("forks"):
             kwargs["forks"] = int(self.options["forks"])
         try:
-            runner = ansible_runner.run(**kwargs)
+            with quick_pty():
+                runner = ansible_runner.run(**kwargs)
         except Exception as exc:  # ansible-runner raises plain exceptions
             raise RunError(f"cannot run ansible-playbook for step {step}: {exc}") from exc
         finally:
