@@ -158,6 +158,25 @@ def test_limit_runs_some_hosts_status_shows_the_rest(mini) -> None:
     assert by_glob.batches == [tuple(COMPUTES[1:])]
 
 
+def test_unusable_options_name_the_option(mini, tmp_path: Path) -> None:
+    wd, fleet = mini
+    cases = [
+        (dict(batch_size="a third"), "--batch-size", "'a third': expected a number"),
+        (dict(batch_size="0%"), "--batch-size", "'0%': expected a number"),
+        (dict(max_fail_percentage=150), "--max-fail-percentage",
+         "150: must be between 0 and 100"),
+        (dict(fleet=str(tmp_path / "other")), "--fleet", "does not match the fleet"),
+    ]
+    for options, option, message in cases:
+        with pytest.raises(cu.OptionError, match=message) as raised:
+            cu.run_stage(wd, "compute", dry_run=True, force=True, **options)
+        assert raised.value.option == option
+    # The same options, usable, plan a run.
+    fine = cu.run_stage(wd, "compute", dry_run=True, force=True, batch_size="50%",
+                        max_fail_percentage=25, fleet=fleet)
+    assert [len(batch) for batch in fine.batches] == [2, 2]
+
+
 def test_prepare_refuses_to_drop_progress(mini, tmp_path: Path) -> None:
     wd, fleet = mini
     assert cu.run_stage(wd, "controlplane").ok

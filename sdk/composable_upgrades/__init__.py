@@ -11,8 +11,8 @@ from composable_upgrades.dependencies import Dependencies
 from composable_upgrades.diff import plan_diff
 from composable_upgrades.execute import ProgressEvent, StopRequest, run_stage
 from composable_upgrades.errors import (
-    DependencyCycleError, HeatError, InputFileError, LockedError, OutputsError,
-    PlanNotFoundError, RunError, StageError, StageNotFinishedError,
+    DependencyCycleError, HeatError, InputFileError, LockedError, OptionError,
+    OutputsError, PlanNotFoundError, RunError, StageError, StageNotFinishedError,
     UnknownHostError, UnknownRoleError, UnsafeNameError, UpgradeError,
     WorkdirError)
 from composable_upgrades.fleet import Fleet
@@ -39,5 +39,5 @@ __all__ = [
     "UpgradeError", "OutputsError", "InputFileError", "UnknownRoleError",
     "UnknownHostError", "UnsafeNameError", "DependencyCycleError",
     "WorkdirError", "PlanNotFoundError", "StageError",
-    "StageNotFinishedError", "LockedError", "RunError", "HeatError",
+    "StageNotFinishedError", "LockedError", "RunError", "HeatError", "OptionError",
 ]

@@ -130,9 +130,20 @@ class HeatError(OutputsError):
     """Heat could not be reached or refused the request."""
 
 
+class OptionError(UpgradeError):
+    """An option's value cannot be used; ``option`` names it (``--batch-size``)."""
+
+    def __init__(self, message: str, *, option: str, value: object = None) -> None:
+        self.option = option
+        self.value = value
+        super().__init__(f"{option} {value}: {message}" if value is not None
+                         else f"{option}: {message}")
+
+
 __all__ = [
     "UpgradeError", "OutputsError", "InputFileError", "UnknownRoleError",
     "UnknownHostError", "UnsafeNameError", "DependencyCycleError",
     "WorkdirError", "PlanNotFoundError", "StageError",
     "StageNotFinishedError", "LockedError", "RunError", "HeatError",
+    "OptionError",
 ]

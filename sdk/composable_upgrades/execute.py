@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from composable_upgrades.errors import (
-    RunError, StageError, StageNotFinishedError, UpgradeError, WorkdirError)
+    OptionError, RunError, StageError, StageNotFinishedError, WorkdirError)
 from composable_upgrades.fleet import FAULT_CHECK, Fleet
 from composable_upgrades.journal import FAILED as UNIT_FAILED
 from composable_upgrades.journal import OK as UNIT_OK
@@ -135,8 +135,8 @@ def batches_of(hosts: Sequence[str], batch_size: int | str | None
             if size < 1:
                 raise ValueError
     except ValueError as exc:
-        raise UpgradeError(f"--batch-size {batch_size!r}: expected a number of "
-                           "hosts (N) or a percentage (N%)") from exc
+        raise OptionError("expected a number of hosts (N) or a percentage (N%)",
+                          option="--batch-size", value=repr(batch_size)) from exc
     return [tuple(hosts[i:i + size]) for i in range(0, len(hosts), size)]
 
 
@@ -146,11 +146,12 @@ def _check_fleet(plan: PreparedPlan, fleet: Fleet | str | None) -> None:
     root = fleet.root if isinstance(fleet, Fleet) else Fleet.at(fleet).root
     planned = (plan.data.get("fleet") or {}).get("root")
     if planned is None:
-        raise UpgradeError(f"the plan in {plan.path} was prepared without a "
-                           "fleet; prepare it again with --fleet to rehearse")
+        raise OptionError(f"the plan in {plan.path} was prepared without a "
+                          "fleet; prepare it again with --fleet to rehearse",
+                          option="--fleet", value=root)
     if os.path.realpath(planned) != os.path.realpath(root):
-        raise UpgradeError(f"--fleet {root} does not match the fleet the plan "
-                           f"was prepared for ({planned})")
+        raise OptionError(f"does not match the fleet the plan was prepared "
+                          f"for ({planned})", option="--fleet", value=root)
 
 
 def stage_guard(plan: PreparedPlan, journal: Journal, stage: PreparedStage
@@ -561,7 +562,8 @@ def plan_run(plan: PreparedPlan, stage: str, *,
                                  f"and stops at the first failure; {option} "
                                  "applies to the batched stages", stage=stage)
     if max_fail_percentage is not None and not 0 <= max_fail_percentage <= 100:
-        raise UpgradeError("--max-fail-percentage must be between 0 and 100")
+        raise OptionError("must be between 0 and 100", option="--max-fail-percentage",
+                          value=max_fail_percentage)
     if playbooks and list(playbooks) != ["all"]:
         by_name = {name: step for step, name in target.step_playbooks.items()}
         unknown = [p for p in playbooks if os.path.basename(p) not in by_name]
