@@ -4,26 +4,30 @@ Prepares a plan onto a fresh rehearsal fleet and runs one stage with
 ``run_stage`` (ansible-runner, event handling, journal, history). Then, on
 another fresh fleet, it runs the same sequence of ``ansible-playbook`` calls
 that the run's reproduce script holds, with plain subprocess calls. Both are
-repeated; the table gives the best time of each and their ratio. Plans: the
-demo overcloud (``demo``: short steps, a few tasks on 3 to 7 hosts) and the
-no-op rehearsal of the real THT 18 plan (``tht18-noop``: 9 to 17 hosts,
-about 20 tasks per role and step).
+repeated, interleaved; the table gives the best and the median time of each
+and their ratios. Plans: the demo overcloud (``demo``: short steps, a few
+tasks on 3 to 7 hosts) and the no-op rehearsal of the real THT 18 plan
+(``tht18-noop``: 9 to 17 hosts, about 20 tasks per role and step).
 
     .venv/bin/python benchmarks/run_overhead.py [--plan demo|tht18-noop]
-        [--stage controlplane|compute] [--repeat 3]
+        [--stage controlplane|compute] [--batch-size N] [--repeat 5]
+        [--all] [--rst]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 import composable_upgrades as cu
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import machine, print_machine, print_text  # noqa: E402
 
 
 THT18 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -80,30 +84,56 @@ def _by_hand(stage: str, script: str) -> float:
         return time.perf_counter() - started
 
 
+#: The configurations of the table in doc/performance.rst (``--all``).
+TABLE = (
+    ("demo", "controlplane", None),
+    ("demo", "compute", None),
+    ("demo", "compute", "2"),
+    ("tht18-noop", "compute", None),
+)
+
+
+def measure(plan: str, stage: str, batch_size: str | None,
+            repeat: int) -> tuple[list[float], list[float], int]:
+    """``repeat`` pairs of (run_stage, by hand) times, interleaved; and the calls."""
+    global PLAN
+    PLAN = plan
+    ours, hand = [], []
+    script = ""
+    for _ in range(repeat):
+        elapsed, script = _stage_run(stage, batch_size)
+        ours.append(elapsed)
+        hand.append(_by_hand(stage, script))
+    return ours, hand, script.count("ansible-playbook -i")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", choices=("demo", "tht18-noop"), default="demo")
     parser.add_argument("--stage", default="controlplane")
     parser.add_argument("--batch-size", default=None)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--all", action="store_true",
+                        help="every configuration of the table in doc/performance.rst")
+    parser.add_argument("--rst", action="store_true", help="also print reST")
     args = parser.parse_args()
-    global PLAN
-    PLAN = args.plan
-    ours, hand = [], []
-    script = ""
-    for _ in range(args.repeat):
-        elapsed, script = _stage_run(args.stage, args.batch_size)
-        ours.append(elapsed)
-        hand.append(_by_hand(args.stage, script))
-    calls = script.count("ansible-playbook -i")
-    print(f"machine: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"stage {args.stage} of the {args.plan} plan, {calls} ansible-playbook "
-          f"calls, best of {args.repeat}")
-    print(f"{'':<28}{'seconds':>10}")
-    print(f"{'run_stage':<28}{min(ours):>10.2f}")
-    print(f"{'ansible-playbook by hand':<28}{min(hand):>10.2f}")
-    print(f"{'ratio':<28}{min(ours) / min(hand):>10.2f}")
+    configs = TABLE if args.all else ((args.plan, args.stage, args.batch_size),)
+    rows = [["plan, stage", "calls", "run_stage best / median (s)",
+             "by hand best / median (s)", "ratio of best / of medians"]]
+    for plan, stage, batch_size in configs:
+        ours, hand, calls = measure(plan, stage, batch_size, args.repeat)
+        name = f"{plan}, {stage}" + (f" in batches of {batch_size}" if batch_size else "")
+        rows.append([
+            name, str(calls),
+            f"{min(ours):.2f} / {statistics.median(ours):.2f}",
+            f"{min(hand):.2f} / {statistics.median(hand):.2f}",
+            f"{min(ours) / min(hand):.2f} / "
+            f"{statistics.median(ours) / statistics.median(hand):.2f}"])
+    print(f"run_stage against the same ansible-playbook calls by hand, "
+          f"{args.repeat} interleaved runs each")
+    print_text(rows)
+    print_machine(machine("ansible-core", "ansible-runner", "pexpect"),
+                  rst_rows=rows if args.rst else None)
 
 
 if __name__ == "__main__":
