@@ -11,7 +11,6 @@ is the one module that imports ansible-runner.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shlex
 import shutil
@@ -32,7 +31,7 @@ from composable_upgrades.fleet import FAULT_CHECK, Fleet
 from composable_upgrades.journal import FAILED as UNIT_FAILED
 from composable_upgrades.journal import OK as UNIT_OK
 from composable_upgrades.journal import Journal
-from composable_upgrades.limits import select_hosts
+from composable_upgrades.limits import batches_of, select_hosts
 from composable_upgrades.lock import acquire, stale_lock_note
 from composable_upgrades.plan import (
     KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL, UNDERCLOUD_GROUP,
@@ -114,30 +113,6 @@ def ansible_playbook_binary() -> str:
         raise RunError("ansible-playbook not found next to "
                        f"{sys.executable} nor on PATH")
     return found
-
-
-def batches_of(hosts: Sequence[str], batch_size: int | str | None
-               ) -> list[tuple[str, ...]]:
-    """Split ``hosts`` into batches of ``N`` or ``N%`` hosts (all if None)."""
-    if not hosts:
-        return []
-    if batch_size in (None, "", 0, "0"):
-        return [tuple(hosts)]
-    text = str(batch_size).strip()
-    try:
-        if text.endswith("%"):
-            percent = float(text[:-1])
-            if not 0 < percent <= 100:
-                raise ValueError
-            size = max(1, math.ceil(len(hosts) * percent / 100))
-        else:
-            size = int(text)
-            if size < 1:
-                raise ValueError
-    except ValueError as exc:
-        raise OptionError("expected a number of hosts (N) or a percentage (N%)",
-                          option="--batch-size", value=repr(batch_size)) from exc
-    return [tuple(hosts[i:i + size]) for i in range(0, len(hosts), size)]
 
 
 def _check_fleet(plan: PreparedPlan, fleet: Fleet | str | None) -> None:

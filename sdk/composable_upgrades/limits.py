@@ -1,19 +1,20 @@
-"""``--limit``: which hosts of a plan an operator means.
+"""``--limit`` and ``--batch-size``: which hosts of a plan an operator means.
 
 A limit is a comma- or colon-separated list of short host names, FQDNs, role
 names and globs (``overcloud-novacompute-1*``); an item that starts with
 ``!`` removes hosts. Each item must match something, so a typo is an error,
-not a silently empty run.
+not a silently empty run. A batch size is ``N`` hosts or ``N%`` of them.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from composable_upgrades.errors import UnknownHostError
+from composable_upgrades.errors import OptionError, UnknownHostError
 
 _SPLIT = re.compile(r"[,:]")
 
@@ -54,3 +55,27 @@ def _match(pattern: str, names: Mapping[str, set[str]],
         return {h for h, aliases in names.items()
                 if any(fnmatch.fnmatchcase(a, pattern) for a in aliases)}
     return {h for h, aliases in names.items() if pattern in aliases}
+
+
+def batches_of(hosts: Sequence[str], batch_size: int | str | None
+               ) -> list[tuple[str, ...]]:
+    """Split ``hosts`` into batches of ``N`` or ``N%`` hosts (all if None)."""
+    if not hosts:
+        return []
+    if batch_size in (None, "", 0, "0"):
+        return [tuple(hosts)]
+    text = str(batch_size).strip()
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError
+            size = max(1, math.ceil(len(hosts) * percent / 100))
+        else:
+            size = int(text)
+            if size < 1:
+                raise ValueError
+    except ValueError as exc:
+        raise OptionError("expected a number of hosts (N) or a percentage (N%)",
+                          option="--batch-size", value=repr(batch_size)) from exc
+    return [tuple(hosts[i:i + size]) for i in range(0, len(hosts), size)]
