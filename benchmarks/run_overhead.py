@@ -10,7 +10,7 @@ tasks on 3 to 7 hosts) and the no-op rehearsal of the real THT 18 plan
 (``tht18-noop``: 9 to 17 hosts, about 20 tasks per role and step).
 
     .venv/bin/python benchmarks/run_overhead.py [--plan demo|tht18-noop]
-        [--stage controlplane|compute] [--batch-size N] [--repeat 5]
+        [--stage controlplane|compute] [--batch-size N] [--repeat 7]
         [--all] [--rst]
 """
 
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--plan", choices=("demo", "tht18-noop"), default="demo")
     parser.add_argument("--stage", default="controlplane")
     parser.add_argument("--batch-size", default=None)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--all", action="store_true",
                         help="every configuration of the table in doc/performance.rst")
     parser.add_argument("--rst", action="store_true", help="also print reST")
