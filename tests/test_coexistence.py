@@ -163,6 +163,7 @@ def runs(venv: Path, tmp_path_factory) -> dict:
         jobs[("probe", seed, reverse)] = (argv, {**base, "PYTHONHASHSEED": seed})
     for name in [*KEPT, "overcloud upgrade prepare"]:
         jobs[("cli", name)] = ([openstack, *name.split(), "--help"], base)
+    jobs[("command list",)] = ([openstack, "command", "list", "-f", "json"], base)
     entry_points = (
         "import importlib.metadata as md, json\n"
         "print(json.dumps([[e.group, e.name, e.value] for e in "
@@ -277,3 +278,18 @@ def test_replaced_module_holds_only_commands_we_provide(runs):
     provided = {ep.name.replace("_", " ")
                 for ep in md.entry_points(group=OUR_GROUP)}
     assert hidden <= provided, hidden - provided
+
+
+def test_command_list_shows_each_command_where_it_runs(runs):
+    """``openstack command list`` lists the replaced commands in our group
+    only, and python-tripleoclient's other commands in its group."""
+    done = runs[("command list",)]
+    assert done.returncode == 0, done.stderr[-3000:]
+    groups = {row["Command Group"]: row["Commands"] for row in json.loads(done.stdout)}
+    ours, theirs = set(groups[OUR_GROUP]), set(groups[THEIR_GROUP])
+    assert set(OURS) <= ours, set(OURS) - ours
+    assert not set(THEIRS) & theirs, set(THEIRS) & theirs
+    assert set(KEPT) <= theirs, set(KEPT) - theirs
+    listed = [name for names in groups.values() for name in names]
+    for name in THEIRS:
+        assert listed.count(name) == 1, (name, listed.count(name))

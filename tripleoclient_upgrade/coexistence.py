@@ -20,7 +20,10 @@ module, this plugin's included, and before it loads any command group. So
 imported, makes osc-lib's ``CommandManager`` add :data:`REPLACED_MODULES` to
 the ignored modules it is given. The result is the same whatever order the
 groups load in, and whether python-tripleoclient is installed or not (a
-module that is not installed matches no entry point).
+module that is not installed matches no entry point). ``openstack command
+list`` reads a group's entry points again, so the manager's
+``get_command_names`` leaves out those of ignored modules too (every
+ignored module, OpenStackClient's own included).
 
 Costs nothing at start-up: ``osc_lib.command.commandmanager`` is already
 imported when OpenStackClient imports the plugin, and python-tripleoclient
@@ -29,6 +32,7 @@ is never imported here.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable
 
 #: Modules whose commands this plugin replaces. In python-tripleoclient 20,
@@ -81,3 +85,47 @@ def take_over_tripleoclient_upgrade(manager_class=None) -> None:
     if isinstance(manager_class.__dict__.get("ignored_modules"), _IgnoredModules):
         return
     manager_class.ignored_modules = _IgnoredModules(REPLACED_MODULES)
+    manager_class.get_command_names = _listing_without_ignored(
+        manager_class.get_command_names)
+
+
+def _listing_without_ignored(original):
+    """``get_command_names`` that leaves out commands of ignored modules.
+
+    cliff skips those when it registers commands, but lists a group's
+    commands from its entry points again for ``openstack command list``:
+    without this, python-tripleoclient's group would still show the two
+    commands it no longer runs.
+    """
+    def get_command_names(self, group: str | None = None) -> list[str]:
+        names = original(self, group)
+        if group is None:
+            return names
+        for name, module in _entry_points(group):
+            if _is_ignored(module, self.ignored_modules):
+                shown = name.replace("_", " ") if self.convert_underscores else name
+                if shown in names:
+                    names.remove(shown)
+        return names
+
+    get_command_names.__doc__ = original.__doc__
+    return get_command_names
+
+
+def _entry_points(group: str) -> list[tuple[str, str]]:
+    """(name, module) of the entry points of ``group``."""
+    return [(ep.name, ep.module) for ep in _all_entry_points().select(group=group)]
+
+
+@functools.cache
+def _all_entry_points():
+    # One scan of the installed distributions for the whole listing, which
+    # asks for every group in turn.
+    from importlib import metadata
+
+    return metadata.entry_points()
+
+
+def _is_ignored(module: str, ignored: Iterable[str]) -> bool:
+    """Whether ``module`` is one of ``ignored`` or inside one, as cliff matches."""
+    return any(module == m or module.startswith(m + ".") for m in ignored)
