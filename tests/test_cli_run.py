@@ -43,6 +43,23 @@ def test_run_needs_yes_without_a_terminal(prepared, tmp_path: Path) -> None:
     assert not (wd / "composable-upgrade" / "runs").exists()
 
 
+def test_ssh_user_and_key_options(tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    done = cli("prepare", "--outputs-file", str(MINI), "--working-dir", str(wd),
+               "--overcloud-ssh-user", "heat-admin", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    inventory = (wd / "composable-upgrade" / "plan" / "inventory.yaml").read_text()
+    assert "ansible_ssh_user: heat-admin" in inventory
+    assert "tripleo-admin" not in inventory
+    missing = tmp_path / "no-such-key"
+    for verb in (["run", "--stage", "controlplane"], ["converge"]):
+        refused = cli(*verb, "-y", "--dry-run" if verb[0] == "run" else "--force",
+                      "--working-dir", str(wd), "--overcloud-ssh-key", str(missing),
+                      home=tmp_path)
+        assert error_line(refused) == f"--overcloud-ssh-key {missing}: no such file"
+    assert not (wd / "composable-upgrade" / "runs").exists()
+
+
 def test_run_converge_status_through_the_cli(prepared, tmp_path: Path) -> None:
     wd, fleet = prepared
     dry = cli("run", "--stage", "compute", "--batch-size", "50%", "--dry-run",

@@ -177,6 +177,36 @@ def test_unusable_options_name_the_option(mini, tmp_path: Path) -> None:
     assert [len(batch) for batch in fine.batches] == [2, 2]
 
 
+def test_ssh_key_is_given_found_or_none(mini, tmp_path: Path, monkeypatch) -> None:
+    from composable_upgrades.execute import ssh_key_env
+
+    wd, _ = mini
+    fleet_plan = cu.Workdir.at(wd).load_plan()
+    real_wd = tmp_path / "real"
+    cu.prepare(cu.StackOutputs.from_file(MINI), real_wd)
+    real_plan = cu.Workdir.at(real_wd).load_plan()
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    key = "ANSIBLE_PRIVATE_KEY_FILE"
+
+    assert ssh_key_env(str(real_wd), real_plan) == {}
+    (home / ".ssh" / "id_rsa").write_text("k")
+    assert ssh_key_env(str(real_wd), real_plan) == {key: str(home / ".ssh" / "id_rsa")}
+    (home / ".ssh" / "id_rsa_tripleo").write_text("k")
+    assert ssh_key_env(str(real_wd), real_plan) == {
+        key: str(home / ".ssh" / "id_rsa_tripleo")}
+    (real_wd / "ssh_private_key").write_text("k")
+    assert ssh_key_env(str(real_wd), real_plan) == {key: str(real_wd / "ssh_private_key")}
+    # A fleet's hosts are local: no key unless one is given.
+    assert ssh_key_env(str(wd), fleet_plan) == {}
+    assert ssh_key_env(str(wd), fleet_plan, home / ".ssh" / "id_rsa") == {
+        key: str(home / ".ssh" / "id_rsa")}
+    with pytest.raises(cu.OptionError, match="no-such-key: no such file") as raised:
+        cu.run_stage(real_wd, "controlplane", dry_run=True, ssh_key=tmp_path / "no-such-key")
+    assert raised.value.option == "--overcloud-ssh-key"
+
+
 def test_prepare_refuses_to_drop_progress(mini, tmp_path: Path) -> None:
     wd, fleet = mini
     assert cu.run_stage(wd, "controlplane").ok
@@ -220,12 +250,15 @@ def test_lock_refuses_a_second_run(mini) -> None:
     assert cu.run_stage(wd, "controlplane").ok   # released
 
 
-def test_reproduce_script_repeats_the_run(mini) -> None:
+def test_reproduce_script_repeats_the_run(mini, tmp_path: Path) -> None:
     wd, fleet = mini
-    result = cu.run_stage(wd, "controlplane")
+    key = tmp_path / "overcloud-key"
+    key.write_text("not a real key\n")
+    result = cu.run_stage(wd, "controlplane", ssh_key=key)
     script = Path(result.reproduce_script)
     text = script.read_text()
     assert text.count("ansible-playbook") >= 6 and "controlplane_step3.yaml" in text
+    assert f"export ANSIBLE_PRIVATE_KEY_FILE={key}\n" in text
     marker = sandbox(fleet, CONTROLLERS[0]) / "mysql-step1"
     marker.unlink()
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True,

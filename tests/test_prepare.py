@@ -112,6 +112,27 @@ def test_plan_folder_contents(tmp_path):
     assert len(result.prepared.sha256) == 64
 
 
+def test_inventory_reaches_overcloud_hosts_as_the_ssh_user(tmp_path):
+    import yaml
+
+    def role_vars(working_dir: Path, **options) -> dict[str, dict]:
+        plan_dir = Path(prepare(outputs(), working_dir, **options).plan_dir)
+        inventory = yaml.safe_load((plan_dir / "inventory.yaml").read_text())
+        children = inventory["all"]["children"]
+        return {role: children[role].get("vars", {})
+                for role in ("Controller", "Compute", "CephStorage")}
+
+    default = role_vars(tmp_path / "default")
+    assert {v["ansible_ssh_user"] for v in default.values()} == {"tripleo-admin"}
+    other = role_vars(tmp_path / "other", ssh_user="heat-admin")
+    assert {v["ansible_ssh_user"] for v in other.values()} == {"heat-admin"}
+    # Only the user differs between the two.
+    for role, values in other.items():
+        assert {**values, "ansible_ssh_user": "tripleo-admin"} == default[role]
+    plan = json.loads((tmp_path / "other" / SUBDIR / "plan" / "plan.json").read_text())
+    assert plan["ssh_user"] == "heat-admin"
+
+
 # -- determinism -------------------------------------------------------------
 
 def test_two_working_dirs_get_byte_identical_plans(tmp_path):

@@ -74,3 +74,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", default=False,
                         help="Skip the hosts and steps already finished.")
     add_fleet(parser, "The rehearsal fleet the plan was prepared for (must match).")
+    parser.add_argument(
+        "--overcloud-ssh-key", metavar="FILE",
+        help="Private key for the overcloud hosts (ANSIBLE_PRIVATE_KEY_FILE); "
+             "default: the first of <working dir>/ssh_private_key, "
+             "~/.ssh/id_rsa_tripleo and ~/.ssh/id_rsa that exists (none on a "
+             "rehearsal fleet).")

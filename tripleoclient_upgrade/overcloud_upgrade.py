@@ -59,6 +59,10 @@ class Prepare(UpgradeLister):
         options.add_fleet(parser, "Prepare for a rehearsal on a local fleet: "
                           "every host becomes a local sandbox under DIR.")
         parser.add_argument(
+            "--overcloud-ssh-user", default="tripleo-admin", metavar="USER",
+            help="User the inventory reaches the overcloud hosts as "
+                 "(ansible_ssh_user of each role; default: tripleo-admin).")
+        parser.add_argument(
             "--noop", action="store_true", default=False,
             help="With --fleet: a no-op rehearsal of the real plan; every task "
                  "is replaced by a debug that records its name, service, step "
@@ -80,7 +84,7 @@ class Prepare(UpgradeLister):
             dependencies_file=parsed_args.dependencies_file,
             converge_file=parsed_args.converge_file,
             fleet=options.fleet(parsed_args), noop=parsed_args.noop,
-            force=parsed_args.force)
+            force=parsed_args.force, ssh_user=parsed_args.overcloud_ssh_user)
         for note in result.notes:
             self.note(f"note: {note}")
         for warning in result.plan.warnings:
@@ -256,6 +260,7 @@ class Run(_RunCommand):
             max_fail_percentage=parsed_args.max_fail_percentage,
             forks=parsed_args.ansible_forks, resume=parsed_args.resume,
             playbooks=parsed_args.playbook, fleet=parsed_args.fleet,
+            ssh_key=parsed_args.overcloud_ssh_key,
             force=parsed_args.force, dry_run=parsed_args.dry_run,
             progress=show))
 
@@ -287,7 +292,8 @@ class Converge(_RunCommand):
             limit=parsed_args.limit, tags=parsed_args.tags,
             skip_tags=parsed_args.skip_tags, forks=parsed_args.ansible_forks,
             resume=parsed_args.resume, playbooks=parsed_args.playbook,
-            fleet=parsed_args.fleet, progress=show))
+            fleet=parsed_args.fleet, ssh_key=parsed_args.overcloud_ssh_key,
+            progress=show))
 
 
 class Status(UpgradeLister):

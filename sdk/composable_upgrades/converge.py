@@ -119,7 +119,8 @@ def converge(working_dir: str | os.PathLike[str], *,
              forks: int | None = None, resume: bool = False,
              steps: Sequence[int | str] | None = None,
              playbooks: Sequence[str] | None = None,
-             fleet: Fleet | str | None = None, force: bool = False,
+             fleet: Fleet | str | None = None,
+             ssh_key: str | os.PathLike[str] | None = None, force: bool = False,
              progress: Progress | None = None, sink: RecordSink | None = None,
              stop: StopRequest | None = None) -> RunResult:
     """Run the converge stage: post-upgrade steps, then the deployment-wide
@@ -130,4 +131,5 @@ def converge(working_dir: str | os.PathLike[str], *,
     return run_stage(working_dir, CONVERGE, limit=limit, tags=tags,
                      skip_tags=skip_tags, forks=forks, resume=resume,
                      steps=steps, playbooks=playbooks, fleet=fleet,
-                     force=force, progress=progress, sink=sink, stop=stop)
+                     ssh_key=ssh_key, force=force, progress=progress, sink=sink,
+                     stop=stop)

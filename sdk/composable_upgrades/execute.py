@@ -115,6 +115,34 @@ def ansible_playbook_binary() -> str:
     return found
 
 
+#: Where TripleO keeps the key for its overcloud hosts, in the order
+#: python-tripleoclient looks ({working_dir} is the stack's working dir).
+SSH_KEY_FILES = ("{working_dir}/ssh_private_key", "~/.ssh/id_rsa_tripleo",
+                 "~/.ssh/id_rsa")
+
+
+def ssh_key_env(working_dir: str, plan: PreparedPlan,
+                ssh_key: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """``ANSIBLE_PRIVATE_KEY_FILE`` for a run, as an environment to add.
+
+    ``ssh_key`` if given (it must exist); else the first of
+    :data:`SSH_KEY_FILES` that exists; nothing on a rehearsal fleet, whose
+    hosts are local.
+    """
+    if ssh_key is not None:
+        path = os.path.abspath(os.path.expanduser(os.fspath(ssh_key)))
+        if not os.path.isfile(path):
+            raise OptionError("no such file", option="--overcloud-ssh-key", value=path)
+        return {"ANSIBLE_PRIVATE_KEY_FILE": path}
+    if plan.data.get("fleet"):
+        return {}
+    for pattern in SSH_KEY_FILES:
+        path = os.path.expanduser(pattern.format(working_dir=working_dir))
+        if os.path.isfile(path):
+            return {"ANSIBLE_PRIVATE_KEY_FILE": os.path.abspath(path)}
+    return {}
+
+
 def _check_fleet(plan: PreparedPlan, fleet: Fleet | str | None) -> None:
     if fleet is None:
         return
@@ -200,8 +228,10 @@ class _Runner:
 
     def __init__(self, workdir: Workdir, plan: PreparedPlan, stage: PreparedStage,
                  options: Mapping[str, Any], progress: Progress | None,
-                 sink: RecordSink, stop: StopRequest) -> None:
+                 sink: RecordSink, stop: StopRequest,
+                 env: Mapping[str, str]) -> None:
         self.workdir = workdir
+        self.env = {**_ANSIBLE_ENV, **env}
         self.plan = plan
         self.stage = stage
         self.options = options
@@ -340,7 +370,7 @@ class _Runner:
             "quiet": True, "suppress_env_files": True,
             # ansible-runner finds ansible-playbook on PATH: put the one next
             # to this Python first, so an unactivated venv works.
-            "envvars": {**_ANSIBLE_ENV, "PATH": os.path.dirname(self.binary)
+            "envvars": {**self.env, "PATH": os.path.dirname(self.binary)
                         + os.pathsep + os.environ.get("PATH", "")},
             "event_handler": handler,
             "cancel_callback": lambda: self.stop.now,
@@ -492,9 +522,9 @@ def _write_runner_settings(run_dir: str) -> None:
 
 
 def _write_reproduce_header(run_dir: str, plan: PreparedPlan, stage: str,
-                            run_id: str) -> None:
+                            run_id: str, env: Mapping[str, str]) -> None:
     exports = "".join(f"export {k}={shlex.quote(v)}\n"
-                      for k, v in sorted(_ANSIBLE_ENV.items()))
+                      for k, v in sorted(env.items()))
     path = os.path.join(run_dir, REPRODUCE_SCRIPT)
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(
@@ -578,7 +608,8 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
               forks: int | None = None, resume: bool = False,
               steps: Sequence[int | str] | None = None,
               playbooks: Sequence[str] | None = None,
-              fleet: Fleet | str | None = None, force: bool = False,
+              fleet: Fleet | str | None = None,
+              ssh_key: str | os.PathLike[str] | None = None, force: bool = False,
               dry_run: bool = False, progress: Progress | None = None,
               sink: RecordSink | None = None,
               stop: StopRequest | None = None) -> RunResult:
@@ -593,7 +624,8 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
     towards finishing the stage. A stage refuses to start while the stages it
     needs are unfinished, unless ``force``. Ctrl-C once stops after the
     current step; twice stops now. Records go to the working dir's run
-    history unless another ``sink`` is given.
+    history unless another ``sink`` is given. ``ssh_key`` is the overcloud
+    hosts' private key (see :func:`ssh_key_env`).
     """
     workdir = Workdir.at(working_dir)
     options = {"limit": limit, "tags": tags, "skip_tags": skip_tags,
@@ -604,6 +636,7 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
     if dry_run:
         plan = workdir.load_plan()
         _check_fleet(plan, fleet)
+        ssh_key_env(workdir.path, plan, ssh_key)
         request = plan_run(plan, stage, **options)
         now = time.time()
         return RunResult(run_id=new_run_id(stage), stage=stage, plan_sha=plan.sha256,
@@ -614,6 +647,7 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
     with acquire(workdir.state_dir, purpose=f"run of stage {stage}") as lock:
         plan = workdir.load_plan()
         _check_fleet(plan, fleet)
+        env = ssh_key_env(workdir.path, plan, ssh_key)
         request = plan_run(plan, stage, **options)
         result = RunResult(run_id=new_run_id(stage), stage=stage,
                            plan_sha=plan.sha256, status=NOTHING_TO_DO,
@@ -628,7 +662,7 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
             finished = journal.progress([request.stage])[stage].finished
         runner = _Runner(workdir, plan, request.stage, request.options, progress,
                          HistoryStore(workdir.history_path) if sink is None else sink,
-                         stop)
+                         stop, env)
         result.run_dir = os.path.join(workdir.runs_dir, result.run_id)
         try:
             os.makedirs(result.run_dir)
@@ -636,7 +670,8 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
             raise WorkdirError(f"cannot create the run folder: {exc.strerror}",
                                path=workdir.runs_dir) from exc
         _write_runner_settings(result.run_dir)
-        _write_reproduce_header(result.run_dir, plan, stage, result.run_id)
+        _write_reproduce_header(result.run_dir, plan, stage, result.run_id,
+                                runner.env)
         runner.sink.start_run(result)
         previous = _install_sigint(stop)
         try:

@@ -5,6 +5,8 @@ service (children: the roles that run it), ``overcloud`` and
 ``allovercloud`` (every role), ``excluded_overcloud`` (empty, THT tasks
 subtract it) and ``Undercloud`` (this host, for external tasks). On a
 rehearsal fleet every host gets the fleet's local-connection variables.
+Role groups set ``ansible_ssh_user`` (``tripleo-admin`` unless prepare is
+told otherwise), as TripleO's own inventory does.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ def build_inventory(plan: UpgradePlan) -> dict[str, Any]:
             if fleet is not None:
                 hvars.update(fleet.host_vars(name))
             hosts[name] = hvars
-        children[role.name] = {"hosts": hosts,
-                               "vars": dict(plan.role_vars.get(role.name, {}))}
+        # As TripleO's inventory: the role's own variables win.
+        role_vars = {"ansible_ssh_user": plan.ssh_user,
+                     **plan.role_vars.get(role.name, {})}
+        children[role.name] = {"hosts": hosts, "vars": role_vars}
     children[OVERCLOUD_GROUP] = {"children": {r: {} for r in role_names}}
     children[ALLOVERCLOUD_GROUP] = {"children": {OVERCLOUD_GROUP: {}}}
     children[EXCLUDED_GROUP] = {"hosts": {}}

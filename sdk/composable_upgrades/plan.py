@@ -38,6 +38,9 @@ KIND_EXTERNAL = "external"          # on the undercloud, by step
 KIND_CONVERGE = "converge"          # deployment-wide, after every stage
 
 
+#: The user TripleO's own inventory reaches overcloud hosts as.
+DEFAULT_SSH_USER = "tripleo-admin"
+
 @dataclass(frozen=True)
 class RolePlay:
     """The tasks one role (or group) runs at one step, in order.
@@ -121,6 +124,7 @@ class UpgradePlan:
         default_factory=dict, repr=False, compare=False)
     withheld_vars: tuple[str, ...] = ()
     variant: str | None = None  # "noop" for a no-op rehearsal
+    ssh_user: str = DEFAULT_SSH_USER
 
     @property
     def stack(self) -> str:
@@ -159,6 +163,7 @@ class UpgradePlan:
                      "withheld": list(self.withheld_vars)},
             "warnings": list(self.warnings),
             "fleet": self.fleet.to_dict() if self.fleet else None,
+            "ssh_user": self.ssh_user,
         }
 
     def rows(self, by: str = "step", *, stage: str | None = None,
@@ -196,8 +201,9 @@ def build_plan(deployment: Deployment, *,
                stages_file: str | os.PathLike[str] | None = None,
                dependencies: Dependencies | None = None,
                converge_file: str | os.PathLike[str] | None = None,
-               fleet: Fleet | None = None) -> UpgradePlan:
-    """Plan the upgrade of ``deployment``."""
+               fleet: Fleet | None = None,
+               ssh_user: str = DEFAULT_SSH_USER) -> UpgradePlan:
+    """Plan the upgrade of ``deployment``; its hosts are reached as ``ssh_user``."""
     dependencies = dependencies or Dependencies.builtin()
     assignment = stagelib.assign_stages(deployment, stages_file)
     warnings: list[str] = []
@@ -232,7 +238,7 @@ def build_plan(deployment: Deployment, *,
                        dependencies=dependencies, stage_source=assignment.source,
                        warnings=tuple(warnings), fleet=fleet,
                        global_vars=global_vars, role_vars=role_vars,
-                       withheld_vars=tuple(withheld))
+                       withheld_vars=tuple(withheld), ssh_user=ssh_user)
 
 
 def _inventory_vars(deployment: Deployment, stages: Sequence[Stage]

@@ -16,7 +16,8 @@ from composable_upgrades.journal import Journal
 from composable_upgrades.lock import acquire, stale_lock_note
 from composable_upgrades.model import Deployment
 from composable_upgrades.outputs import StackOutputs
-from composable_upgrades.plan import KIND_EXTERNAL, UpgradePlan, build_plan
+from composable_upgrades.plan import (
+    DEFAULT_SSH_USER, KIND_EXTERNAL, UpgradePlan, build_plan)
 from composable_upgrades.rehearsal import noop_variant
 from composable_upgrades.playbooks import add_file, render_playbooks, stage_files
 from composable_upgrades.serialize import to_json
@@ -68,7 +69,8 @@ def plan_upgrade(outputs: StackOutputs, *, stack: str | None = None,
                  stages_file: str | os.PathLike[str] | None = None,
                  dependencies_file: str | os.PathLike[str] | None = None,
                  converge_file: str | os.PathLike[str] | None = None,
-                 fleet: Fleet | None = None, noop: bool = False) -> UpgradePlan:
+                 fleet: Fleet | None = None, noop: bool = False,
+                 ssh_user: str = DEFAULT_SSH_USER) -> UpgradePlan:
     """The upgrade plan for ``outputs``, without writing anything.
 
     ``noop``: the rehearsal variant, every task a no-op that records itself
@@ -85,7 +87,7 @@ def plan_upgrade(outputs: StackOutputs, *, stack: str | None = None,
             f"(they declare {SANDBOX_OUTPUT}: true)")
     plan = build_plan(deployment, stages_file=stages_file,
                       dependencies=Dependencies.load(dependencies_file),
-                      converge_file=converge_file, fleet=fleet)
+                      converge_file=converge_file, fleet=fleet, ssh_user=ssh_user)
     return noop_variant(plan) if noop else plan
 
 
@@ -95,6 +97,7 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
             dependencies_file: str | os.PathLike[str] | None = None,
             converge_file: str | os.PathLike[str] | None = None,
             fleet: Fleet | None = None, noop: bool = False, force: bool = False,
+            ssh_user: str = DEFAULT_SSH_USER,
             progress: Progress | None = None) -> PrepareResult:
     """Plan the upgrade and write the plan folder into ``working_dir``.
 
@@ -102,6 +105,7 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
     is kept as ``plan.previous``; on any error the current plan is untouched.
     A plan whose stages are partly done is not replaced unless ``force``.
     ``noop`` writes the no-op rehearsal variant (needs a ``fleet``).
+    The inventory reaches the overcloud hosts as ``ssh_user``.
     """
     report = progress or (lambda message: None)
     started = time.time()
@@ -109,7 +113,8 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
     report("planning")
     plan = plan_upgrade(outputs, stack=stack, stages_file=stages_file,
                         dependencies_file=dependencies_file,
-                        converge_file=converge_file, fleet=fleet, noop=noop)
+                        converge_file=converge_file, fleet=fleet, noop=noop,
+                        ssh_user=ssh_user)
     report("rendering playbooks and inventory")
     files, data = render(plan)
     digest = content_hash(files)
@@ -127,7 +132,8 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
              "stages_file": _path(stages_file),
              "dependencies_file": _path(dependencies_file),
              "converge_file": _path(converge_file),
-             "fleet": fleet.root if fleet else None, "noop": noop, "force": force},
+             "fleet": fleet.root if fleet else None, "noop": noop, "force": force,
+             "ssh_user": ssh_user},
             started=started, ended=time.time(), status="successful",
             notes=notes + list(plan.warnings) + ([] if changed else ["plan unchanged"]))
     prepared = PreparedPlan(path=workdir.plan_dir, sha256=digest, data=data)
