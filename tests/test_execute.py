@@ -259,6 +259,7 @@ def test_reproduce_script_repeats_the_run(mini, tmp_path: Path) -> None:
     text = script.read_text()
     assert text.count("ansible-playbook") >= 6 and "controlplane_step3.yaml" in text
     assert f"export ANSIBLE_PRIVATE_KEY_FILE={key}\n" in text
+    assert "export ANSIBLE_HOST_KEY_CHECKING=False\n" in text
     marker = sandbox(fleet, CONTROLLERS[0]) / "mysql-step1"
     marker.unlink()
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True,

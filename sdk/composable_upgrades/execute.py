@@ -475,10 +475,13 @@ _RESULT_EVENTS = {
 }
 
 #: Environment of every ansible-playbook run (also in the reproduce script).
+#: ansible-runner turns host key checking off itself; saying so here makes
+#: the reproduce script connect the same way.
 _ANSIBLE_ENV = {
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
     "ANSIBLE_FORCE_COLOR": "False",
     "ANSIBLE_NOCOLOR": "True",
+    "ANSIBLE_HOST_KEY_CHECKING": "False",
 }
 
 def _message(res: Mapping[str, Any]) -> str:
