@@ -102,7 +102,7 @@ def _listing_without_ignored(original):
         if group is None:
             return names
         for name, module in _entry_points(group):
-            if _is_ignored(module, self.ignored_modules):
+            if self._is_module_ignored(module, self.ignored_modules):
                 shown = name.replace("_", " ") if self.convert_underscores else name
                 if shown in names:
                     names.remove(shown)
@@ -124,8 +124,3 @@ def _all_entry_points():
     from importlib import metadata
 
     return metadata.entry_points()
-
-
-def _is_ignored(module: str, ignored: Iterable[str]) -> bool:
-    """Whether ``module`` is one of ``ignored`` or inside one, as cliff matches."""
-    return any(module == m or module.startswith(m + ".") for m in ignored)
