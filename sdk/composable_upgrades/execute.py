@@ -637,10 +637,7 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
                "resume": resume, "steps": steps, "playbooks": playbooks,
                "force": force}
     if dry_run:
-        plan = workdir.load_plan()
-        _check_fleet(plan, fleet)
-        ssh_key_env(workdir.path, plan, ssh_key)
-        request = plan_run(plan, stage, **options)
+        plan, _, request = _checked_request(workdir, stage, fleet, ssh_key, options)
         now = time.time()
         return RunResult(run_id=new_run_id(stage), stage=stage, plan_sha=plan.sha256,
                          status=DRY_RUN, started=now, ended=now,
@@ -648,10 +645,7 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
     stop = stop or StopRequest()
     # The lock comes first: a prepare cannot swap the plan under this run.
     with acquire(workdir.state_dir, purpose=f"run of stage {stage}") as lock:
-        plan = workdir.load_plan()
-        _check_fleet(plan, fleet)
-        env = ssh_key_env(workdir.path, plan, ssh_key)
-        request = plan_run(plan, stage, **options)
+        plan, env, request = _checked_request(workdir, stage, fleet, ssh_key, options)
         result = RunResult(run_id=new_run_id(stage), stage=stage,
                            plan_sha=plan.sha256, status=NOTHING_TO_DO,
                            started=time.time(), options=request.options,
@@ -693,6 +687,17 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str, *,
             runner.sink.finish_run(result)
             runner.emit("run_end", status=result.status)
     return result
+
+
+def _checked_request(workdir: Workdir, stage: str, fleet: Fleet | str | None,
+                     ssh_key: str | os.PathLike[str] | None,
+                     options: Mapping[str, Any]
+                     ) -> tuple[PreparedPlan, dict[str, str], RunRequest]:
+    """The plan, the run's extra environment and its request, all checked."""
+    plan = workdir.load_plan()
+    _check_fleet(plan, fleet)
+    env = ssh_key_env(workdir.path, plan, ssh_key)
+    return plan, env, plan_run(plan, stage, **options)
 
 
 def _guard(plan: PreparedPlan, journal: Journal, request: RunRequest,
