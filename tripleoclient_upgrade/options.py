@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the SDK is imported only when a command runs
     from composable_upgrades import Fleet
@@ -80,3 +80,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
              "default: the first of <working dir>/ssh_private_key, "
              "~/.ssh/id_rsa_tripleo and ~/.ssh/id_rsa that exists (none on a "
              "rehearsal fleet).")
+
+
+def run_arguments(parsed_args: argparse.Namespace) -> dict[str, Any]:
+    """The SDK keyword arguments of the options :func:`add_run_options` adds."""
+    return {"limit": parsed_args.limit, "tags": parsed_args.tags,
+            "skip_tags": parsed_args.skip_tags, "forks": parsed_args.ansible_forks,
+            "resume": parsed_args.resume, "playbooks": parsed_args.playbook,
+            "fleet": parsed_args.fleet, "ssh_key": parsed_args.overcloud_ssh_key}

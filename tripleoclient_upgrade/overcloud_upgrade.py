@@ -255,14 +255,10 @@ class Run(_RunCommand):
                  f"Upgrade stage {parsed_args.stage} of stack {parsed_args.stack}?")
         return self.execute(parsed_args, lambda show: run_stage(
             options.working_dir(parsed_args), parsed_args.stage,
-            limit=parsed_args.limit, tags=parsed_args.tags,
-            skip_tags=parsed_args.skip_tags, batch_size=parsed_args.batch_size,
+            batch_size=parsed_args.batch_size,
             max_fail_percentage=parsed_args.max_fail_percentage,
-            forks=parsed_args.ansible_forks, resume=parsed_args.resume,
-            playbooks=parsed_args.playbook, fleet=parsed_args.fleet,
-            ssh_key=parsed_args.overcloud_ssh_key,
             force=parsed_args.force, dry_run=parsed_args.dry_run,
-            progress=show))
+            progress=show, **options.run_arguments(parsed_args)))
 
 
 class Converge(_RunCommand):
@@ -289,11 +285,7 @@ class Converge(_RunCommand):
         _confirm(self, parsed_args, f"Converge the upgrade of stack {parsed_args.stack}?")
         return self.execute(parsed_args, lambda show: converge(
             options.working_dir(parsed_args), force=parsed_args.force,
-            limit=parsed_args.limit, tags=parsed_args.tags,
-            skip_tags=parsed_args.skip_tags, forks=parsed_args.ansible_forks,
-            resume=parsed_args.resume, playbooks=parsed_args.playbook,
-            fleet=parsed_args.fleet, ssh_key=parsed_args.overcloud_ssh_key,
-            progress=show))
+            progress=show, **options.run_arguments(parsed_args)))
 
 
 class Status(UpgradeLister):
