@@ -1,8 +1,8 @@
 """Benchmark: the run history's ingest and read-back of 50,000 task records.
 
-Generates synthetic :class:`~composable_upgrades.results.TaskRecord` s shaped
+Generates synthetic :class:`~composable_upgrades.state.results.TaskRecord` s shaped
 like a large compute stage (hosts x batches x steps x tasks, about 1% failed
-with a message), streams them through :class:`~composable_upgrades.store.HistoryStore`
+with a message), streams them through :class:`~composable_upgrades.state.store.HistoryStore`
 with the sink API the executor uses (``start_run``, ``add`` per record,
 ``finish_run``), then reads them back into a DataFrame
 (``History(wd).run(id).to_frame()``). Each repeat uses a fresh working
@@ -34,9 +34,9 @@ import pandas  # noqa: E402,F401 - timed: imported once, before the runs
 
 PANDAS_IMPORT_S = time.perf_counter() - _IMPORT_START
 
-from composable_upgrades.history import History  # noqa: E402
-from composable_upgrades.results import RunResult, TaskRecord  # noqa: E402
-from composable_upgrades.store import HistoryStore  # noqa: E402
+from composable_upgrades.views.history import History  # noqa: E402
+from composable_upgrades.state.results import RunResult, TaskRecord  # noqa: E402
+from composable_upgrades.state.store import HistoryStore  # noqa: E402
 from report import machine, print_machine, print_text  # noqa: E402
 
 RECORDS = 50_000

@@ -1,4 +1,4 @@
-"""Benchmark: ``composable_upgrades.prepare`` against tripleo-common's config download.
+"""Benchmark: ``composable_upgrades.state.prepare`` against tripleo-common's config download.
 
 Both run in this process, on the same stack outputs: the THT 18 fixture's 7
 roles with their hosts scaled to 18, 180, 720 and 1,440 (the fixture's role
@@ -64,7 +64,7 @@ class Row:
 
 
 def run_ours(outputs: Mapping[str, Any], directory: str) -> None:
-    """``composable_upgrades.prepare`` of ``outputs`` into ``directory``."""
+    """``composable_upgrades.state.prepare`` of ``outputs`` into ``directory``."""
     composable_upgrades.prepare(
         composable_upgrades.StackOutputs.from_mapping(dict(outputs)), directory)
 

@@ -42,10 +42,10 @@ def _prepared(root: str) -> tuple[str, cu.Fleet]:
     if PLAN == "demo":
         cu.prepare(cu.demo_outputs(), wd, fleet=fleet,
                    dependencies_file=cu.demo_dependencies_path())
-        cu.seed_fleet(fleet, cu.Workdir.at(wd).load_plan().data, reset=True)
+        cu.seed_fleet(fleet, cu.Workdir.at(wd).load_plan(), reset=True)
     else:
         cu.prepare(cu.StackOutputs.from_file(THT18), wd, fleet=fleet, noop=True)
-        fleet.create(list(cu.Workdir.at(wd).load_plan().data["hosts"]) + ["undercloud"])
+        fleet.create(list(cu.Workdir.at(wd).load_plan().hosts) + ["undercloud"])
     return wd, fleet
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from composable_upgrades.attribution import Attribution, attribute
+from composable_upgrades.model.attribution import Attribution, attribute
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tht18"
 KINDS = ("upgrade_tasks", "post_upgrade_tasks")

@@ -32,7 +32,7 @@ def prepared(tmp_path: Path) -> tuple[Path, Path]:
     done = cli("prepare", "--outputs-file", str(MINI), "--working-dir", str(wd),
                "--fleet", str(fleet), home=tmp_path)
     assert done.returncode == 0, done.stderr
-    cu.Fleet.at(fleet).create(cu.Workdir.at(wd).load_plan().data["hosts"])
+    cu.Fleet.at(fleet).create(cu.Workdir.at(wd).load_plan().hosts)
     return wd, fleet
 
 

@@ -18,7 +18,7 @@ def _prepared(tmp_path: Path) -> Path:
     fleet = cu.Fleet.at(tmp_path / "fleet")
     wd = tmp_path / "wd"
     result = cu.prepare(cu.StackOutputs.from_file(MINI), wd, fleet=fleet)
-    fleet.create(result.prepared.data["hosts"])
+    fleet.create(result.prepared.hosts)
     return wd
 
 

@@ -23,13 +23,14 @@ from typing import Any
 import pytest
 
 from composable_upgrades import Fleet, StageError, UpgradeError, Workdir, prepare
-from composable_upgrades import invariants as inv
-from composable_upgrades.demo import (
+from composable_upgrades.rehearsal import invariants as inv
+from composable_upgrades.rehearsal.demo import (
     demo_dependencies_path, demo_outputs, demo_settings, seed_fleet)
-from composable_upgrades.dependencies import Dependencies
-from composable_upgrades.invariants import check_invariants
-from composable_upgrades.model import Deployment
-from composable_upgrades.serialize import to_yaml
+from composable_upgrades.planning.dependencies import Dependencies
+from composable_upgrades.rehearsal.invariants import check_invariants
+from composable_upgrades.model.deployment import Deployment
+from composable_upgrades.planning.prepared import PreparedPlan
+from composable_upgrades.formats.serialize import to_yaml
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 EVENT = re.compile(r"^\d+\.\d{9} (\d|post\d|external\d|converge) [a-z0-9_-]+ [a-z_]+$")
@@ -40,6 +41,7 @@ CONVERGE_KEYS = ("rpc_unpin_tasks", "package_tasks", "kernel_check_tasks",
 @dataclass(frozen=True)
 class Demo:
     plan: dict[str, Any]
+    prepared: PreparedPlan
     plan_dir: Path
     fleet: Fleet
     snapshots: dict[str, Fleet]
@@ -123,8 +125,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     prepare(demo_outputs(), base / "wd", fleet=fleet,
             dependencies_file=demo_dependencies_path())
     prepared = Workdir.at(base / "wd").load_plan()
-    plan, plan_dir = dict(prepared.data), Path(prepared.path)
-    seed_fleet(fleet, plan)
+    plan_dir = Path(prepared.path)
+    plan = json.loads((plan_dir / "plan.json").read_text())
+    seed_fleet(fleet, prepared)
     inventory = plan_dir / "inventory.yaml"
     converge_playbook = write_converge_playbook(plan, plan_dir, base / "converge")
     snapshots = {"seeded": snapshot(fleet, base / "snap-seeded")}
@@ -135,7 +138,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     snapshots["compute"] = snapshot(fleet, base / "snap-compute")
     run_playbook(base, inventory, converge_playbook)
     snapshots["converge"] = fleet
-    return Demo(plan, plan_dir, fleet, snapshots, converge_playbook, base)
+    return Demo(plan, prepared, plan_dir, fleet, snapshots, converge_playbook, base)
 
 
 def tampered(demo: Demo, stage: str, name: str) -> Fleet:
@@ -231,21 +234,21 @@ def test_seed_fleet_writes_the_old_release(demo: Demo) -> None:
     assert any((root / "package-cache").iterdir())
     assert not (root / "reboot-required").exists()
     assert (Path(fleet.host_root("undercloud")) / "images").is_dir()
-    report = check_invariants(fleet, demo.plan, "controlplane")
+    report = check_invariants(fleet, demo.prepared, "controlplane")
     assert not report.check(inv.UPGRADED).ok  # nothing upgraded yet
     assert report.check(inv.UNTOUCHED).ok
 
 
 def test_seed_fleet_refuses_to_reseed_unless_reset(tmp_path: Path, demo: Demo) -> None:
     fleet = Fleet.at(tmp_path / "fleet")
-    seed_fleet(fleet, demo.plan)
+    seed_fleet(fleet, demo.prepared)
     version = Path(fleet.host_root("overcloud-controller-0")) / "services/mysql/version"
     version.write_text("18.0\n")
     fault = fleet.inject_fault("overcloud-controller-0", "controlplane", 2)
     with pytest.raises(UpgradeError, match="already seeded"):
-        seed_fleet(fleet, demo.plan)
+        seed_fleet(fleet, demo.prepared)
     assert version.read_text() == "18.0\n"
-    seed_fleet(fleet, demo.plan, reset=True)
+    seed_fleet(fleet, demo.prepared, reset=True)
     assert version.read_text() == "17.1\n"
     assert not os.path.exists(fault)
     assert Path(fleet.host_root("overcloud-controller-0"), "faults").is_dir()
@@ -255,18 +258,18 @@ def test_seed_fleet_refuses_to_reseed_unless_reset(tmp_path: Path, demo: Demo) -
 
 @pytest.mark.parametrize("stage", ["controlplane", "compute", "converge"])
 def test_invariants_hold(demo: Demo, stage: str) -> None:
-    report = check_invariants(demo.snapshots[stage], demo.plan, stage)
+    report = check_invariants(demo.snapshots[stage], demo.prepared, stage)
     assert report.ok, [c for c in report.checks if not c.ok]
     assert report.after == stage
     assert len(report.checks) >= 7
 
 
 def test_invariants_of_a_later_stage_do_not_hold_earlier(demo: Demo) -> None:
-    early = check_invariants(demo.snapshots["controlplane"], demo.plan, "compute")
+    early = check_invariants(demo.snapshots["controlplane"], demo.prepared, "compute")
     assert {c.name for c in early.failed} == {inv.UPGRADED, inv.PINNED, inv.KERNEL}
-    late = check_invariants(demo.snapshots["compute"], demo.plan, "controlplane")
+    late = check_invariants(demo.snapshots["compute"], demo.prepared, "controlplane")
     assert {c.name for c in late.failed} == {inv.UNTOUCHED}
-    unconverged = check_invariants(demo.snapshots["compute"], demo.plan, "converge")
+    unconverged = check_invariants(demo.snapshots["compute"], demo.prepared, "converge")
     assert {c.name for c in unconverged.failed} == {
         inv.UNPINNED, inv.PACKAGES, inv.REBOOTS}
 
@@ -307,7 +310,7 @@ def test_converge_work_done(demo: Demo) -> None:
 
 
 def test_report_frame(demo: Demo) -> None:
-    report = check_invariants(demo.snapshots["compute"], demo.plan, "compute")
+    report = check_invariants(demo.snapshots["compute"], demo.prepared, "compute")
     frame = report.to_frame()
     assert list(frame.columns) == ["after", "check", "ok", "detail"]
     assert len(frame) == len(report.checks)
@@ -316,7 +319,7 @@ def test_report_frame(demo: Demo) -> None:
 
 def test_unknown_stage_is_refused(demo: Demo) -> None:
     with pytest.raises(StageError, match="nosuchstage"):
-        check_invariants(demo.fleet, demo.plan, "nosuchstage")
+        check_invariants(demo.fleet, demo.prepared, "nosuchstage")
 
 
 # -- the checker catches violations ------------------------------------------------
@@ -325,7 +328,7 @@ def test_catches_a_service_not_running(demo: Demo) -> None:
     fleet = tampered(demo, "controlplane", "running")
     Path(fleet.host_root("overcloud-controller-1"), "services/keystone/running") \
         .write_text("false\n")
-    report = check_invariants(fleet, demo.plan, "controlplane")
+    report = check_invariants(fleet, demo.prepared, "controlplane")
     assert {c.name for c in report.failed} == {inv.UPGRADED}
     assert "overcloud-controller-1 keystone" in report.check(inv.UPGRADED).detail
 
@@ -333,7 +336,7 @@ def test_catches_a_service_not_running(demo: Demo) -> None:
 def test_catches_a_missing_rpc_pin(demo: Demo) -> None:
     fleet = tampered(demo, "controlplane", "pin")
     os.unlink(Path(fleet.host_root("overcloud-controller-2"), "services/nova_api/rpc_pin"))
-    report = check_invariants(fleet, demo.plan, "controlplane")
+    report = check_invariants(fleet, demo.prepared, "controlplane")
     assert {c.name for c in report.failed} == {inv.PINNED}
 
 
@@ -341,7 +344,7 @@ def test_catches_a_later_stage_host_touched(demo: Demo) -> None:
     fleet = tampered(demo, "controlplane", "touched")
     Path(fleet.host_root("overcloud-novacompute-4"), "services/nova_libvirt/version") \
         .write_text("18.0\n")
-    report = check_invariants(fleet, demo.plan, "controlplane")
+    report = check_invariants(fleet, demo.prepared, "controlplane")
     assert {c.name for c in report.failed} == {inv.UNTOUCHED}
     assert "overcloud-novacompute-4 nova_libvirt" in report.check(inv.UNTOUCHED).detail
 
@@ -353,7 +356,7 @@ def test_catches_dependency_order_broken_on_a_host(demo: Demo) -> None:
     compute, libvirt = find(rows, "2", "nova_compute"), find(rows, "2", "nova_libvirt")
     compute[0], libvirt[0] = libvirt[0], compute[0]
     write_events(fleet, host, rows)
-    report = check_invariants(fleet, demo.plan, "compute")
+    report = check_invariants(fleet, demo.prepared, "compute")
     assert {c.name for c in report.failed} == {inv.ORDER_HOST}
     detail = report.check(inv.ORDER_HOST).detail
     assert host in detail and "nova_compute" in detail and "nova_libvirt" in detail
@@ -371,7 +374,7 @@ def test_catches_dependency_order_broken_across_controllers(demo: Demo) -> None:
     find(rows, "2", "keystone")[0] = f"{first - Decimal('0.001'):.9f}"
     rows.sort(key=lambda r: Decimal(r[0]))
     write_events(fleet, host, rows)
-    report = check_invariants(fleet, demo.plan, "controlplane")
+    report = check_invariants(fleet, demo.prepared, "controlplane")
     assert {c.name for c in report.failed} == {inv.ORDER_CONTROLPLANE}
     assert "keystone" in report.check(inv.ORDER_CONTROLPLANE).detail
 
@@ -380,7 +383,7 @@ def test_catches_a_malformed_event(demo: Demo) -> None:
     fleet = tampered(demo, "compute", "malformed")
     with open(Path(fleet.host_root("undercloud"), "events.log"), "a") as handle:
         handle.write("yesterday nova_api restarted\n")
-    report = check_invariants(fleet, demo.plan, "compute")
+    report = check_invariants(fleet, demo.prepared, "compute")
     assert {c.name for c in report.failed} == {inv.EVENTS}
 
 
@@ -388,7 +391,7 @@ def test_catches_an_rpc_pin_left_after_converge(demo: Demo) -> None:
     fleet = tampered(demo, "converge", "unpin")
     Path(fleet.host_root("overcloud-novacompute-0"), "services/nova_compute/rpc_pin") \
         .write_text("17.1\n")
-    report = check_invariants(fleet, demo.plan, "converge")
+    report = check_invariants(fleet, demo.prepared, "converge")
     assert {c.name for c in report.failed} == {inv.UNPINNED}
 
 
@@ -396,7 +399,7 @@ def test_catches_an_extra_or_missing_reboot(demo: Demo) -> None:
     fleet = tampered(demo, "converge", "reboot")
     Path(fleet.host_root("overcloud-controller-0"), "boot_count").write_text("2\n")
     Path(fleet.host_root("overcloud-novacompute-5"), "boot_count").write_text("1\n")
-    report = check_invariants(fleet, demo.plan, "converge")
+    report = check_invariants(fleet, demo.prepared, "converge")
     assert {c.name for c in report.failed} == {inv.REBOOTS}
     detail = report.check(inv.REBOOTS).detail
     assert "overcloud-controller-0" in detail and "overcloud-novacompute-5" in detail
@@ -408,7 +411,7 @@ def test_catches_an_unmanaged_package_left_behind(demo: Demo) -> None:
     deployed = demo_settings()["packages"]["openvswitch"]
     path.write_text(re.sub(r"(?m)^openvswitch .*$", f"openvswitch {deployed}",
                            path.read_text()))
-    report = check_invariants(fleet, demo.plan, "converge")
+    report = check_invariants(fleet, demo.prepared, "converge")
     assert {c.name for c in report.failed} == {inv.PACKAGES}
 
 

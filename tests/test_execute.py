@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import composable_upgrades as cu
-from composable_upgrades.journal import Journal
-from composable_upgrades.lock import acquire
+from composable_upgrades.state.journal import Journal
+from composable_upgrades.state.lock import acquire
 
 MINI = Path(__file__).parent / "fixtures" / "mini-outputs.yaml"
 CONTROLLERS = ["overcloud-controller-0", "overcloud-controller-1"]
@@ -28,7 +28,7 @@ def mini(tmp_path: Path) -> tuple[Path, cu.Fleet]:
     fleet = cu.Fleet.at(tmp_path / "fleet")
     wd = tmp_path / "wd"
     result = cu.prepare(cu.StackOutputs.from_file(MINI), wd, fleet=fleet)
-    fleet.create(result.prepared.data["hosts"])
+    fleet.create(result.prepared.hosts)
     return wd, fleet
 
 
@@ -178,7 +178,7 @@ def test_unusable_options_name_the_option(mini, tmp_path: Path) -> None:
 
 
 def test_ssh_key_is_given_found_or_none(mini, tmp_path: Path, monkeypatch) -> None:
-    from composable_upgrades.execute import ssh_key_env
+    from composable_upgrades.run.execute import ssh_key_env
 
     wd, _ = mini
     fleet_plan = cu.Workdir.at(wd).load_plan()
@@ -369,7 +369,7 @@ def test_secrets_stay_out_of_run_files(tmp_path: Path, monkeypatch) -> None:
     fleet = cu.Fleet.at(tmp_path / "fleet")
     wd = tmp_path / "wd"
     result = cu.prepare(cu.StackOutputs.from_file(outputs), wd, fleet=fleet)
-    fleet.create(result.prepared.data["hosts"])
+    fleet.create(result.prepared.hosts)
     run = cu.run_stage(wd, "controlplane")
     assert run.status == "failed"
     [failure] = [r for r in run.records if r.status == "failed"]
@@ -395,4 +395,4 @@ def test_a_fleet_refuses_real_tasks(tmp_path: Path) -> None:
     assert not (tmp_path / "wd").exists()
     noop = cu.prepare(cu.StackOutputs.from_file(fixture), tmp_path / "wd", fleet=fleet,
                       noop=True)
-    assert noop.prepared.data["variant"] == "noop"
+    assert noop.prepared.variant == "noop"

@@ -21,7 +21,7 @@ import yaml
 
 import composable_upgrades
 from composable_upgrades import Deployment, StackOutputs, Task
-from composable_upgrades.model import ROLE_TASK_KINDS
+from composable_upgrades.model.deployment import ROLE_TASK_KINDS
 from tests.tripleo_reference import (
     FIXTURE_OUTPUTS, download_config, load_fixture_outputs, scaled_outputs)
 

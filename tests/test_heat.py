@@ -1,4 +1,4 @@
-"""composable_upgrades.heat against a real Heat (tests.heatserver).
+"""composable_upgrades.sources.heat against a real Heat (tests.heatserver).
 
 Everything Heat itself can show runs against the session's real server. Only
 what a healthy Heat never does (401/403, 5xx, a hang, an unresolvable
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from composable_upgrades import heat
+from composable_upgrades.sources import heat
 from composable_upgrades.errors import HeatError, OutputsError
-from composable_upgrades.outputs import StackOutputs
+from composable_upgrades.sources.outputs import StackOutputs
 from tests.heatserver import HeatServer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tht18" / "stack-outputs.json"
@@ -137,7 +137,7 @@ def test_outputs_from_heat_equal_the_file(
         heat_server: HeatServer, tht_stack: tuple[str, str],
         file_outputs: StackOutputs) -> None:
     name, _ = tht_stack
-    fetched = heat.fetch_outputs(name, heat_url=heat_server.url)
+    fetched = StackOutputs.from_heat(name, heat_url=heat_server.url)
     assert sorted(fetched) == sorted(file_outputs)
     for key in file_outputs:
         assert fetched[key] == file_outputs[key], key
@@ -156,7 +156,7 @@ def test_from_heat_delegates(heat_server: HeatServer,
 def test_stack_found_by_id(heat_server: HeatServer,
                            tht_stack: tuple[str, str]) -> None:
     name, stack_id = tht_stack
-    fetched = heat.fetch_outputs(stack_id, heat_url=heat_server.url)
+    fetched = StackOutputs.from_heat(stack_id, heat_url=heat_server.url)
     assert fetched.stack == name and "RoleData" in fetched
 
 
@@ -165,7 +165,7 @@ def test_session_handed_in(heat_server: HeatServer,
     from keystoneauth1 import session, token_endpoint
 
     sess = session.Session(auth=token_endpoint.Token(heat_server.url, "x"))
-    fetched = heat.fetch_outputs(tht_stack[0], session=sess)
+    fetched = StackOutputs.from_heat(tht_stack[0], session=sess)
     assert "RoleData" in fetched
 
 
@@ -177,10 +177,10 @@ def test_cloud_from_clouds_yaml(heat_server: HeatServer,
         "auth_type": "admin_token",
         "auth": {"endpoint": heat_server.url, "token": "x"}}}}))
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
-    fetched = heat.fetch_outputs(tht_stack[0], cloud="heat-test")
+    fetched = StackOutputs.from_heat(tht_stack[0], cloud="heat-test")
     assert "RoleData" in fetched
     with pytest.raises(HeatError, match="no-such-cloud"):
-        heat.fetch_outputs(tht_stack[0], cloud="no-such-cloud")
+        StackOutputs.from_heat(tht_stack[0], cloud="no-such-cloud")
 
 
 # -- real Heat: errors --------------------------------------------------------
@@ -188,7 +188,7 @@ def test_cloud_from_clouds_yaml(heat_server: HeatServer,
 def test_heat_unreachable_names_the_url(sleeps: list[float]) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/v1/admin"
     with pytest.raises(HeatError) as info:
-        heat.fetch_outputs("overcloud", heat_url=url, retries=2)
+        StackOutputs.from_heat("overcloud", heat_url=url, retries=2)
     message = str(info.value)
     assert url in message and "connection refused" in message
     assert "after 3 attempts" in message and "\n" not in message
@@ -197,15 +197,15 @@ def test_heat_unreachable_names_the_url(sleeps: list[float]) -> None:
 
 def test_missing_stack_names_it(heat_server: HeatServer) -> None:
     with pytest.raises(HeatError, match="stack 'no-such-stack' not found"):
-        heat.fetch_outputs("no-such-stack", heat_url=heat_server.url)
+        StackOutputs.from_heat("no-such-stack", heat_url=heat_server.url)
 
 
 def test_failed_stack_refused_unless_allowed(heat_server: HeatServer) -> None:
     heat_server.create_stack("create-failed", {"RoleData": {"a": 1}},
                              fail=True)
     with pytest.raises(HeatError, match="stack is CREATE_FAILED"):
-        heat.fetch_outputs("create-failed", heat_url=heat_server.url)
-    fetched = heat.fetch_outputs("create-failed", heat_url=heat_server.url,
+        StackOutputs.from_heat("create-failed", heat_url=heat_server.url)
+    fetched = StackOutputs.from_heat("create-failed", heat_url=heat_server.url,
                                  allow_status=True)
     assert fetched.status == "CREATE_FAILED"
     assert fetched["RoleData"] == {"a": 1}
@@ -215,13 +215,13 @@ def test_stack_in_progress_refused(heat_server: HeatServer) -> None:
     heat_server.create_stack("still-creating", {"RoleData": {}},
                              create_seconds=120, wait=False)
     with pytest.raises(HeatError, match="stack is CREATE_IN_PROGRESS"):
-        heat.fetch_outputs("still-creating", heat_url=heat_server.url)
+        StackOutputs.from_heat("still-creating", heat_url=heat_server.url)
 
 
 def test_outputs_without_role_data(heat_server: HeatServer) -> None:
     heat_server.create_stack("no-role-data", {"RoleConfig": {}, "Other": 1})
     with pytest.raises(HeatError) as info:
-        heat.fetch_outputs("no-role-data", heat_url=heat_server.url)
+        StackOutputs.from_heat("no-role-data", heat_url=heat_server.url)
     assert "no RoleData output" in str(info.value)
     assert "Other, RoleConfig" in str(info.value)
     assert isinstance(info.value, OutputsError)
@@ -239,7 +239,7 @@ def test_keystone_unreachable_hides_the_password(
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("OS_CLOUD", raising=False)
     with pytest.raises(HeatError) as info:
-        heat.fetch_outputs("overcloud", retries=0)
+        StackOutputs.from_heat("overcloud", retries=0)
     message = str(info.value)
     assert "keystone" in message and auth_url in message
     assert "fakepw-secret-123" not in message
@@ -253,7 +253,7 @@ def test_auth_refused(fake_heat: Callable[..., _FakeHeat],
     fake = fake_heat((status, {"error": {"message": "Authentication "
                                                     "required"}}))
     with pytest.raises(HeatError) as info:
-        heat.fetch_outputs("overcloud", heat_url=fake.url)
+        StackOutputs.from_heat("overcloud", heat_url=fake.url)
     message = str(info.value)
     assert f"refused the request (HTTP {status})" in message
     assert fake.url in message
@@ -264,7 +264,7 @@ def test_retries_5xx_with_backoff(fake_heat: Callable[..., _FakeHeat],
                                   sleeps: list[float]) -> None:
     body = _stack_body({"RoleData": {"Controller": {}}})
     fake = fake_heat((503, {}), (503, {}), (200, body))
-    fetched = heat.fetch_outputs("overcloud", heat_url=fake.url, retries=3)
+    fetched = StackOutputs.from_heat("overcloud", heat_url=fake.url, retries=3)
     assert fetched["RoleData"] == {"Controller": {}}
     assert fake.paths == ["/v1/admin/stacks/overcloud"] * 3
     assert sleeps == [0.5, 1.0]
@@ -276,7 +276,7 @@ def test_5xx_gives_up_after_retries(fake_heat: Callable[..., _FakeHeat],
     monkeypatch.setattr(heat, "RETRY_BACKOFF", (1.0, 4.0))
     fake = fake_heat((500, {"error": {"message": "boom\ntrace"}}))
     with pytest.raises(HeatError) as info:
-        heat.fetch_outputs("overcloud", heat_url=fake.url, retries=4)
+        StackOutputs.from_heat("overcloud", heat_url=fake.url, retries=4)
     assert "HTTP 500: boom trace (after 5 attempts)" in str(info.value)
     assert len(fake.paths) == 5
     assert sleeps == [1.0, 2.0, 4.0, 4.0]  # doubling, bounded
@@ -285,7 +285,7 @@ def test_5xx_gives_up_after_retries(fake_heat: Callable[..., _FakeHeat],
 def test_timeout(fake_heat: Callable[..., _FakeHeat]) -> None:
     fake = fake_heat("hang")
     with pytest.raises(HeatError, match=r"timed out after 0\.3s"):
-        heat.fetch_outputs("overcloud", heat_url=fake.url, timeout=0.3,
+        StackOutputs.from_heat("overcloud", heat_url=fake.url, timeout=0.3,
                            retries=0)
 
 
@@ -295,16 +295,16 @@ def test_unresolvable_role_data(fake_heat: Callable[..., _FakeHeat]) -> None:
                                            "incorrect."})
     fake = fake_heat((200, body))
     with pytest.raises(HeatError, match="RoleData: Heat could not resolve"):
-        heat.fetch_outputs("overcloud", heat_url=fake.url)
+        StackOutputs.from_heat("overcloud", heat_url=fake.url)
 
 
 def test_openstacksdk_imported_lazily() -> None:
-    code = ("import sys, composable_upgrades.heat, composable_upgrades.outputs;"
+    code = ("import sys, composable_upgrades.sources.heat, composable_upgrades.sources.outputs;"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('openstack', 'keystoneauth1', 'requests')))")
     out = subprocess.run([sys.executable, "-c", code], check=True,
                          capture_output=True, text=True,
-                         env={"PYTHONPATH": str(Path(heat.__file__).parents[1]),
+                         env={"PYTHONPATH": str(Path(heat.__file__).parents[2]),
                               "PATH": "/usr/bin:/bin"}).stdout
     assert out.strip() == "[]"
 
@@ -321,9 +321,9 @@ def test_password_in_heat_url_is_never_shown(
     fake = fake_heat((200, body), (200, _stack_body({"Other": 1})))
     url = _with_password(fake.url)
 
-    fetched = heat.fetch_outputs("overcloud", heat_url=url)
+    fetched = StackOutputs.from_heat("overcloud", heat_url=url)
     with pytest.raises(HeatError) as info:
-        heat.fetch_outputs("overcloud", heat_url=url)
+        StackOutputs.from_heat("overcloud", heat_url=url)
 
     assert fetched.source == f"heat:overcloud at {fake.url}"
     assert info.value.source == fetched.source
@@ -336,7 +336,7 @@ def test_refused_status_says_how_to_force(
     body = _stack_body({"RoleData": {}}, status="UPDATE_FAILED")
     fake = fake_heat((200, body))
     with pytest.raises(HeatError) as info:
-        heat.fetch_outputs("overcloud", heat_url=_with_password(fake.url))
+        StackOutputs.from_heat("overcloud", heat_url=_with_password(fake.url))
     message = str(info.value)
     assert "stack is UPDATE_FAILED" in message
     assert "--force" in message and "allow_status=True" in message
@@ -351,9 +351,9 @@ def test_output_errors_kept_and_malformed_outputs_are_heat_errors(
                      "CREATE_COMPLETE", "outputs": [{"output_value": 1}]}}
     fake = fake_heat((200, body), (200, bad))
 
-    fetched = heat.fetch_outputs("overcloud", heat_url=fake.url)
+    fetched = StackOutputs.from_heat("overcloud", heat_url=fake.url)
     with pytest.raises(HeatError) as info:
-        heat.fetch_outputs("overcloud", heat_url=fake.url)
+        StackOutputs.from_heat("overcloud", heat_url=fake.url)
 
     assert fetched.extra == {"output_errors": {"Broken": "The Referenced "
                                                          "Attribute"}}

@@ -215,7 +215,7 @@ def test_cli_failed_stack_refused_unless_forced(
     assert forced.returncode == 0, forced.stderr
     assert "Traceback" not in forced.stderr
     plan = composable_upgrades.Workdir.at(tmp_path / "forced").load_plan()
-    assert plan.data["stack"] == FAILED_STACK
+    assert plan.stack == FAILED_STACK
 
 
 # -- 3. the plugin with OpenStackClient credentials ---------------------------

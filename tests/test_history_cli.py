@@ -14,8 +14,8 @@ import yaml
 from osc_lib import exceptions
 
 import composable_upgrades as cu
-from composable_upgrades.results import RunResult, TaskRecord
-from composable_upgrades.store import HistoryStore
+from composable_upgrades.state.results import RunResult, TaskRecord
+from composable_upgrades.state.store import HistoryStore
 from tripleoclient_upgrade.history import PlanDiff, RunHistory
 
 CONTROLLERS = ["overcloud-controller-0", "overcloud-controller-1"]

@@ -13,8 +13,8 @@ import pytest
 from composable_upgrades import (
     Dependencies, DependencyCycleError, Deployment, InputFileError, OutputsError,
     StackOutputs, UnknownRoleError, UpgradeError, build_plan)
-from composable_upgrades.dependencies import order_tasks
-from composable_upgrades.plan import (
+from composable_upgrades.planning.dependencies import order_tasks
+from composable_upgrades.planning.plan import (
     KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL,
     UNDERCLOUD_GROUP, UNDERCLOUD_HOST)
 
@@ -679,8 +679,8 @@ def test_stages_file_not_utf8_is_an_input_file_error(tmp_path):
 def test_converge_takes_run_stage_options_by_name():
     import inspect
 
-    from composable_upgrades.converge import converge
-    from composable_upgrades.execute import run_stage
+    from composable_upgrades.run.converge import converge
+    from composable_upgrades.run.execute import run_stage
 
     ours = inspect.signature(converge).parameters
     theirs = inspect.signature(run_stage).parameters

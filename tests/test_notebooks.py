@@ -80,11 +80,11 @@ CHECKS = {
     "base": base,
 }"""),
     "real-plan-rehearsal": _check_cell("""{
-    "variant": plan.data["variant"],
+    "variant": plan.variant,
     "stages": list(runs),
     "statuses": {name: run.status for name, run in runs.items()},
-    "plan_hosts": sorted(plan.data["hosts"]),
-    "addresses": sorted(h["address"] for h in plan.data["hosts"].values() if h["address"]),
+    "plan_hosts": sorted(plan.hosts),
+    "addresses": sorted(h.address for h in plan.hosts.values() if h.address),
     "record_hosts": sorted(set(records["host"])),
     "record_statuses": records["status"].value_counts().to_dict(),
     "units": [[stage, step, host, int(n)] for (stage, step, host), n in

@@ -19,7 +19,8 @@ import pytest
 from composable_upgrades import (
     DependencyCycleError, InputFileError, OutputsError, StackOutputs,
     UnknownRoleError, UnsafeNameError, Workdir, WorkdirError, prepare)
-from composable_upgrades.redact import is_secret_key, secret_values
+from composable_upgrades.planning.prepared import PreparedPlan
+from composable_upgrades.model.redact import is_secret_key, secret_values
 from tests.helpers import tree
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tht18" / "stack-outputs.json"
@@ -106,8 +107,9 @@ def test_plan_folder_contents(tmp_path):
     assert plan_json == result.plan.to_dict()
     assert all(len(h) == 64 for h in hashes.values()) and len(set(hashes.values())) == 4
     plan_json = json.loads(files["plan.json"])
-    assert plan_json == dict(result.prepared.data)
-    assert Workdir.at(tmp_path).load_plan().data == plan_json
+    assert result.prepared == PreparedPlan.from_dict(
+        plan_json, path=result.prepared.path, sha256=result.prepared.sha256)
+    assert Workdir.at(tmp_path).load_plan() == result.prepared
     assert Workdir.at(tmp_path).load_plan().sha256 == result.prepared.sha256
     assert len(result.prepared.sha256) == 64
 

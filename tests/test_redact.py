@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from composable_upgrades.redact import REDACTED, is_secret_key, scrub_text
+from composable_upgrades.model.redact import REDACTED, is_secret_key, scrub_text
 
 KEYS = [
     # secret

@@ -7,9 +7,10 @@ import json
 import subprocess
 from pathlib import Path
 
-from composable_upgrades import plan, rehearsal
-from composable_upgrades.model import make_tasks
-from composable_upgrades.serialize import to_yaml
+from composable_upgrades.planning import plan
+from composable_upgrades.planning import noop as rehearsal
+from composable_upgrades.model.deployment import make_tasks
+from composable_upgrades.formats.serialize import to_yaml
 from tests.tripleo_reference import ansible_playbook
 
 # Task names as THT writes them, some with Jinja that only the real run's

@@ -6,8 +6,8 @@ import ansible_runner
 import ansible_runner.runner
 import pexpect
 
-from composable_upgrades import runner_pty
-from composable_upgrades.runner_pty import quick_pty
+from composable_upgrades.run import runner_pty
+from composable_upgrades.run.runner_pty import quick_pty
 
 
 def test_swap_is_scoped_to_ansible_runner_and_to_the_block():

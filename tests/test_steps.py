@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from composable_upgrades.steps import STEP_RANGES, StepBinding, bind, is_never, task_tags
+from composable_upgrades.model.steps import STEP_RANGES, StepBinding, bind, is_never, task_tags
 
 ALL_STEPS = range(0, 6)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -19,14 +20,14 @@ import yaml  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
 import composable_upgrades as cu  # noqa: E402
-from composable_upgrades.diff import (  # noqa: E402
+from composable_upgrades.views.diff import (  # noqa: E402
     SERVICE_ADDED, SERVICE_REMOVED, TASK_ADDED, TASK_MOVED, TASK_REMOVED,
     diff_rows, plan_diff, plans_to_compare)
-from composable_upgrades.execute import run_stage  # noqa: E402
-from composable_upgrades.history import History, step_outcomes  # noqa: E402
-from composable_upgrades.results import (  # noqa: E402
+from composable_upgrades.run.execute import run_stage  # noqa: E402
+from composable_upgrades.views.history import History, step_outcomes  # noqa: E402
+from composable_upgrades.state.results import (  # noqa: E402
     RECORD_COLUMNS, TIMELINE_COLOURS, RunResult, StepOutcome, TaskRecord)
-from composable_upgrades.store import (  # noqa: E402
+from composable_upgrades.state.store import (  # noqa: E402
     RUNNING, SCHEMA_VERSION, HistoryStore)
 
 CONTROLLERS = ["overcloud-controller-0", "overcloud-controller-1"]
@@ -376,7 +377,7 @@ def real_run(tmp_path_factory) -> tuple[Path, cu.Fleet, RunResult]:
     wd = tmp / "wd"
     fleet = cu.Fleet.at(tmp / "fleet")
     plan = cu.prepare(cu.StackOutputs.from_file(outputs), wd, fleet=fleet).prepared
-    fleet.create(plan.data["hosts"])
+    fleet.create(plan.hosts)
     fleet.inject_fault(MESSAGING, "controlplane", 4)
     res = run_stage(wd, "controlplane", sink=HistoryStore.at(wd))
     return wd, fleet, res
@@ -542,8 +543,10 @@ def test_plan_diff_takes_plan_data_and_is_empty_for_the_same_plan(two_plans) -> 
     workdir = cu.Workdir.at(two_plans)
     current, previous = workdir.load_plan(), workdir.load_plan("previous")
     assert plan_diff(current, current).empty
-    assert plan_diff(dict(current.data), current.data).empty
-    assert diff_rows(previous.data, current)[1] == diff_rows(previous, current)[1]
+    current_data = json.loads(Path(current.file("plan.json")).read_text())
+    previous_data = json.loads(Path(previous.file("plan.json")).read_text())
+    assert plan_diff(current_data, current_data).empty
+    assert diff_rows(previous_data, current)[1] == diff_rows(previous, current)[1]
     backwards = plan_diff(current, previous)
     assert sorted(backwards["change"]) == sorted(
         [SERVICE_REMOVED, TASK_ADDED, TASK_MOVED, TASK_MOVED, TASK_MOVED,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 import composable_upgrades as cu
-from composable_upgrades.demo import demo_outputs_path
+from composable_upgrades.rehearsal.demo import demo_outputs_path
 
 
 def main(argv: list[str]) -> int:
@@ -24,13 +24,13 @@ def main(argv: list[str]) -> int:
         print(cu.demo_dependencies_path())
         return 0
     plan = cu.Workdir.at(args[0]).load_plan()
-    fleet = cu.Fleet.at(plan.data["fleet"]["root"])
+    fleet = cu.Fleet.at(plan.fleet_root)
     if command == "seed":
-        cu.seed_fleet(fleet, plan.data, reset=True)
-        print(f"seeded {len(plan.data['hosts'])} hosts and the undercloud "
+        cu.seed_fleet(fleet, plan, reset=True)
+        print(f"seeded {len(plan.hosts)} hosts and the undercloud "
               f"under {fleet.root} with release 17.1")
         return 0
-    report = cu.check_invariants(fleet, plan.data, args[1])
+    report = cu.check_invariants(fleet, plan, args[1])
     width = max(len(c.name) for c in report.checks)
     print(f"invariants after {args[1]}:")
     for check in report.checks:

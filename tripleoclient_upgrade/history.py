@@ -41,7 +41,7 @@ class RunHistory(UpgradeLister):
         return parser
 
     def action(self, parsed_args: argparse.Namespace) -> Table:
-        from composable_upgrades.history import History
+        from composable_upgrades.views.history import History
 
         history = History(options.working_dir(parsed_args))
         if parsed_args.run:
@@ -79,7 +79,7 @@ class PlanDiff(UpgradeLister):
         return parser
 
     def action(self, parsed_args: argparse.Namespace) -> Table:
-        from composable_upgrades.diff import diff_rows, plans_to_compare
+        from composable_upgrades.views.diff import diff_rows, plans_to_compare
 
         old, new = plans_to_compare(options.working_dir(parsed_args),
                                     parsed_args.old_plan, parsed_args.new_plan)

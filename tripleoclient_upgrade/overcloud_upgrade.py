@@ -249,7 +249,7 @@ class Run(_RunCommand):
         return parser
 
     def action(self, parsed_args: argparse.Namespace) -> Table:
-        from composable_upgrades.execute import run_stage
+        from composable_upgrades.run.execute import run_stage
 
         _confirm(self, parsed_args,
                  f"Upgrade stage {parsed_args.stage} of stack {parsed_args.stack}?")
@@ -280,7 +280,7 @@ class Converge(_RunCommand):
         return parser
 
     def action(self, parsed_args: argparse.Namespace) -> Table:
-        from composable_upgrades.converge import converge
+        from composable_upgrades.run.converge import converge
 
         _confirm(self, parsed_args, f"Converge the upgrade of stack {parsed_args.stack}?")
         return self.execute(parsed_args, lambda show: converge(
@@ -300,7 +300,7 @@ class Status(UpgradeLister):
     def action(self, parsed_args: argparse.Namespace) -> Table:
         import time
 
-        from composable_upgrades.status import status
+        from composable_upgrades.views.status import status
 
         rows = []
         for s in status(options.working_dir(parsed_args)):

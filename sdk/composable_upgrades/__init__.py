@@ -5,27 +5,28 @@ stack's working directory, review it, run its stages, converge. Every step is
 a typed function over plain data; nothing here prints.
 """
 
-from composable_upgrades.converge import converge
-from composable_upgrades.demo import demo_dependencies_path, demo_outputs, seed_fleet
-from composable_upgrades.dependencies import Dependencies
-from composable_upgrades.diff import plan_diff
-from composable_upgrades.execute import ProgressEvent, StopRequest, run_stage
+from composable_upgrades.run.converge import converge
+from composable_upgrades.rehearsal.demo import demo_dependencies_path, demo_outputs, seed_fleet
+from composable_upgrades.planning.dependencies import Dependencies
+from composable_upgrades.views.diff import plan_diff
+from composable_upgrades.run.execute import ProgressEvent, StopRequest, run_stage
 from composable_upgrades.errors import (
     DependencyCycleError, HeatError, InputFileError, LockedError, OptionError,
     OutputsError, PlanNotFoundError, RunError, StageError, StageNotFinishedError,
     UnknownHostError, UnknownRoleError, UnsafeNameError, UpgradeError,
     WorkdirError)
-from composable_upgrades.fleet import Fleet
-from composable_upgrades.history import History
-from composable_upgrades.invariants import Check, InvariantReport, check_invariants
-from composable_upgrades.model import Deployment, Host, Role, Task
-from composable_upgrades.outputs import StackOutputs
-from composable_upgrades.plan import RolePlay, Stage, Step, UpgradePlan, build_plan
-from composable_upgrades.prepare import PrepareResult, plan_upgrade, prepare
-from composable_upgrades.results import RunResult, StepOutcome, TaskRecord
-from composable_upgrades.status import StageStatus, status
-from composable_upgrades.store import HistoryStore
-from composable_upgrades.workdir import PreparedPlan, Workdir, default_working_dir
+from composable_upgrades.model.fleet import Fleet
+from composable_upgrades.views.history import History
+from composable_upgrades.rehearsal.invariants import Check, InvariantReport, check_invariants
+from composable_upgrades.model.deployment import Deployment, Host, Role, Task
+from composable_upgrades.sources.outputs import StackOutputs
+from composable_upgrades.planning.plan import RolePlay, Stage, Step, UpgradePlan, build_plan
+from composable_upgrades.state.prepare import PrepareResult, plan_upgrade, prepare
+from composable_upgrades.state.results import RunResult, StepOutcome, TaskRecord
+from composable_upgrades.views.status import StageStatus, status
+from composable_upgrades.state.store import HistoryStore
+from composable_upgrades.planning.prepared import PreparedPlan
+from composable_upgrades.state.workdir import Workdir, default_working_dir
 
 __all__ = [
     "StackOutputs", "Deployment", "Host", "Role", "Task", "Dependencies",

@@ -1,0 +1,1 @@
+"""The deployment as data: roles, hosts, services, tasks bound to steps; secrets; fleets."""

@@ -1,0 +1,1 @@
+"""Deciding what runs: stages, steps, role plays, dependencies, variables, converge work."""

@@ -1,0 +1,1 @@
+"""Rehearsing on a local fleet: the demo overcloud and its invariants."""

@@ -1,0 +1,1 @@
+"""Writing a plan as Ansible: step playbooks, task files and the inventory."""

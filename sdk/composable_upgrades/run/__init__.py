@@ -1,0 +1,1 @@
+"""Running a stage: options, host selection, batches and barriers, the executors."""

@@ -1,0 +1,1 @@
+"""Where stack outputs come from: a file, Heat, a config-download directory."""

@@ -1,0 +1,1 @@
+"""What the working directory holds: the plan folder, journal, lock, run history."""

@@ -1,0 +1,175 @@
+"""prepare: stack outputs in, a reviewable plan folder out."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from composable_upgrades.planning.dependencies import Dependencies
+from composable_upgrades.errors import StageError, UpgradeError
+from composable_upgrades.model.fleet import Fleet
+from composable_upgrades.render.inventory import render_inventory
+from composable_upgrades.state.journal import Journal
+from composable_upgrades.state.lock import acquire, stale_lock_note
+from composable_upgrades.model.deployment import Deployment
+from composable_upgrades.sources.outputs import StackOutputs
+from composable_upgrades.planning.plan import (
+    DEFAULT_SSH_USER, KIND_EXTERNAL, UpgradePlan, build_plan)
+from composable_upgrades.planning.noop import noop_variant
+from composable_upgrades.render.playbooks import add_file, render_playbooks, stage_files
+from composable_upgrades.formats.serialize import to_json
+from composable_upgrades.state.store import HistoryStore
+from composable_upgrades.planning.prepared import PreparedPlan
+from composable_upgrades.state.workdir import PLAN_FILE, Workdir, content_hash
+
+INVENTORY_FILE = "inventory.yaml"
+#: Output key by which outputs say their tasks act only inside the fleet's
+#: sandbox (``rehearsal_root``): the demo overcloud's do.
+SANDBOX_OUTPUT = "RehearsalSandbox"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """What prepare wrote: the plan, where, and whether it changed."""
+
+    plan: UpgradePlan
+    prepared: PreparedPlan
+    changed: bool
+    notes: tuple[str, ...] = ()
+
+    @property
+    def plan_dir(self) -> str:
+        """The plan folder."""
+        return self.prepared.path
+
+
+def render(plan: UpgradePlan) -> tuple[dict[str, str], dict[str, Any]]:
+    """Every file of the plan folder (relative path -> text), and plan.json's data.
+
+    Each stage in plan.json carries the hash of its own files and hosts: the
+    journal ties progress to it, so a new plan keeps the progress of the
+    stages it does not change.
+    """
+    files = render_playbooks(plan)
+    add_file(files, INVENTORY_FILE, render_inventory(plan))
+    data = plan.to_dict()
+    for stage, entry in zip(plan.stages, data["stages"]):
+        own = {path: files[path] for path in stage_files(stage)}
+        own["stage.json"] = to_json(entry)
+        entry["sha256"] = content_hash(own)
+    add_file(files, PLAN_FILE, to_json(data))
+    return files, data
+
+
+def plan_upgrade(outputs: StackOutputs, *, stack: str | None = None,
+                 stages_file: str | os.PathLike[str] | None = None,
+                 dependencies_file: str | os.PathLike[str] | None = None,
+                 converge_file: str | os.PathLike[str] | None = None,
+                 fleet: Fleet | None = None, noop: bool = False,
+                 ssh_user: str = DEFAULT_SSH_USER) -> UpgradePlan:
+    """The upgrade plan for ``outputs``, without writing anything.
+
+    ``noop``: the rehearsal variant, every task a no-op that records itself
+    (see :mod:`.rehearsal`); it needs a ``fleet``. A ``fleet`` without
+    ``noop`` needs outputs that declare ``RehearsalSandbox: true``.
+    """
+    deployment = Deployment.from_outputs(outputs, stack=stack)
+    if fleet is not None and not noop and not outputs.get(SANDBOX_OUTPUT):
+        # A fleet plays every host on this machine: real tasks would run here.
+        raise UpgradeError(
+            f"{outputs.source}: a rehearsal fleet runs every task on this "
+            "machine; these tasks are real: rehearse them as no-ops (--noop, "
+            f"noop=True), or use outputs whose tasks stay in the fleet's sandbox "
+            f"(they declare {SANDBOX_OUTPUT}: true)")
+    plan = build_plan(deployment, stages_file=stages_file,
+                      dependencies=Dependencies.load(dependencies_file),
+                      converge_file=converge_file, fleet=fleet, ssh_user=ssh_user)
+    return noop_variant(plan) if noop else plan
+
+
+def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
+            stack: str | None = None,
+            stages_file: str | os.PathLike[str] | None = None,
+            dependencies_file: str | os.PathLike[str] | None = None,
+            converge_file: str | os.PathLike[str] | None = None,
+            fleet: Fleet | None = None, noop: bool = False, force: bool = False,
+            ssh_user: str = DEFAULT_SSH_USER,
+            progress: Progress | None = None) -> PrepareResult:
+    """Plan the upgrade and write the plan folder into ``working_dir``.
+
+    The same outputs and options give byte-identical files. The previous plan
+    is kept as ``plan.previous``; on any error the current plan is untouched.
+    A plan whose stages are partly done is not replaced unless ``force``.
+    ``noop`` writes the no-op rehearsal variant (needs a ``fleet``).
+    The inventory reaches the overcloud hosts as ``ssh_user``.
+    """
+    report = progress or (lambda message: None)
+    started = time.time()
+    workdir = Workdir.at(working_dir)
+    report("planning")
+    plan = plan_upgrade(outputs, stack=stack, stages_file=stages_file,
+                        dependencies_file=dependencies_file,
+                        converge_file=converge_file, fleet=fleet, noop=noop,
+                        ssh_user=ssh_user)
+    report("rendering playbooks and inventory")
+    files, data = render(plan)
+    digest = content_hash(files)
+    workdir.ensure()
+    notes: list[str] = []
+    with acquire(workdir.state_dir, purpose="prepare") as lock:
+        if lock.stale_owner:
+            notes.append(stale_lock_note(lock.stale_owner))
+        notes.extend(_check_progress(workdir, data, force))
+        report(f"writing {len(files)} files")
+        changed = workdir.write_plan(files, digest)
+        HistoryStore(workdir.history_path).record_prepare(
+            digest,
+            {"stack": plan.stack, "source": outputs.source,
+             "stages_file": _path(stages_file),
+             "dependencies_file": _path(dependencies_file),
+             "converge_file": _path(converge_file),
+             "fleet": fleet.root if fleet else None, "noop": noop, "force": force,
+             "ssh_user": ssh_user},
+            started=started, ended=time.time(), status="successful",
+            notes=notes + list(plan.warnings) + ([] if changed else ["plan unchanged"]))
+    prepared = PreparedPlan.from_dict(data, path=workdir.plan_dir, sha256=digest)
+    return PrepareResult(plan=plan, prepared=prepared, changed=changed,
+                         notes=tuple(notes))
+
+
+def _path(path: str | os.PathLike[str] | None) -> str | None:
+    return os.fspath(path) if path is not None else None
+
+
+def _check_progress(workdir: Workdir, data: Mapping[str, Any], force: bool
+                    ) -> list[str]:
+    """Refuse a plan that would drop progress, unless ``force`` (then say so).
+
+    Progress is tied to each stage's hash: a stage whose playbooks, tasks and
+    hosts are unchanged keeps it; a changed stage that has started would
+    start again from nothing.
+    """
+    if not workdir.has_plan():
+        return []
+    current = workdir.load_plan()
+    new = {s["name"]: s.get("sha256") for s in data["stages"]}
+    progress = Journal(workdir.state_dir).progress(current.stages)
+    notes = []
+    for stage in current.stages:
+        state = progress[stage.name]
+        if stage.kind == KIND_EXTERNAL or not state.started \
+                or new.get(stage.name) == stage.sha256:
+            continue
+        what = (f"stage {stage.name!r} has started ({len(state.done)} of "
+                f"{len(stage.hosts)} hosts finished) and the new plan changes it")
+        if not force:
+            raise StageError(f"{what}: its progress would start again from "
+                             "nothing; finish the upgrade with the current plan, "
+                             "or pass --force", stage=stage.name)
+        notes.append(f"forced: {what}; its progress starts again from nothing")
+    return notes

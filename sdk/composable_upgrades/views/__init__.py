@@ -1,0 +1,1 @@
+"""Reading back: plan diffs, stage status, run history."""
