@@ -32,9 +32,5 @@ class _SdkErrors:
         self.app.stderr.write(message.rstrip("\n") + "\n")
 
 
-class UpgradeCommand(_SdkErrors, command.Command):
-    """A command that returns an exit status."""
-
-
 class UpgradeLister(_SdkErrors, command.Lister):
     """A command that returns a table (``-f table|json|yaml|csv|value``)."""

@@ -2,7 +2,25 @@
 
 Every error a user can cause is an :class:`UpgradeError`; its message is one
 line that names the thing at fault (file, role, host, stage) so a command can
-print it as is.
+print it as is. The tree (what each carries)::
+
+    UpgradeError
+    ├── OutputsError            source, key
+    │   └── HeatError
+    ├── InputFileError          path
+    ├── UnknownRoleError        role, known
+    ├── UnknownHostError        host
+    ├── UnsafeNameError         kind, name
+    ├── DependencyCycleError    cycle
+    ├── PlanError               file
+    ├── FleetError              path
+    ├── WorkdirError            path
+    │   └── PlanNotFoundError
+    ├── StageError              stage
+    │   └── StageNotFinishedError   pending
+    ├── LockedError             path, pid
+    ├── RunError                stage, step, rc
+    └── OptionError             option, value
 """
 
 from __future__ import annotations
@@ -80,6 +98,24 @@ class DependencyCycleError(UpgradeError):
             f"{source}: service dependency cycle: {' -> '.join(cycle)}")
 
 
+class PlanError(UpgradeError):
+    """A plan that cannot be written or read as given (two of its files at one
+    path, data that is not a plan); ``file`` names the plan file, if one."""
+
+    def __init__(self, message: str, *, file: str | None = None) -> None:
+        self.file = file
+        super().__init__(message)
+
+
+class FleetError(UpgradeError):
+    """A rehearsal fleet that cannot be used as asked (already seeded, or
+    needed and not given); ``path`` is the fleet's folder, if there is one."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
 class WorkdirError(UpgradeError):
     """The working directory cannot be used (not writable, no plan, ...)."""
 
@@ -123,7 +159,18 @@ class LockedError(UpgradeError):
 
 
 class RunError(UpgradeError):
-    """A run could not start or ansible could not be executed."""
+    """A run could not start or ansible could not be executed.
+
+    ``stage`` and ``step`` say where, when known; ``rc`` is ansible-playbook's
+    exit code, when it ran at all.
+    """
+
+    def __init__(self, message: str, *, stage: str | None = None,
+                 step: int | str | None = None, rc: int | None = None) -> None:
+        self.stage = stage
+        self.step = step
+        self.rc = rc
+        super().__init__(message)
 
 
 class HeatError(OutputsError):
@@ -145,5 +192,5 @@ __all__ = [
     "UnknownHostError", "UnsafeNameError", "DependencyCycleError",
     "WorkdirError", "PlanNotFoundError", "StageError",
     "StageNotFinishedError", "LockedError", "RunError", "HeatError",
-    "OptionError",
+    "OptionError", "PlanError", "FleetError",
 ]

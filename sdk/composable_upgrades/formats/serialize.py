@@ -25,10 +25,13 @@ class _Dumper(_Base):  # type: ignore[misc, valid-type]
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str.__str__(value),
+                                   style=style)
 
 
 _Dumper.add_representer(str, _represent_str)
+# str subclasses too (the string enums of model.kinds): written as their text.
+_Dumper.add_multi_representer(str, _represent_str)
 
 
 def to_yaml(data: Any, *, header: str | None = None) -> str:

@@ -8,15 +8,14 @@ and the role plays of a step.
 
 from __future__ import annotations
 
+import graphlib
 import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, TypeVar
 
-import yaml
-
 from composable_upgrades.errors import DependencyCycleError, InputFileError
+from composable_upgrades.formats.package_data import load_package_yaml
 from composable_upgrades.formats.serialize import load_yaml_file
 
 BUILTIN = "built-in dependencies"
@@ -59,9 +58,7 @@ class Dependencies:
     @classmethod
     def builtin(cls) -> Dependencies:
         """The built-in TripleO default."""
-        text = resources.files("composable_upgrades.data").joinpath(
-            "dependencies.yaml").read_text(encoding="utf-8")
-        return cls(after=_parse(yaml.safe_load(text), BUILTIN))
+        return cls(after=_parse(load_package_yaml("dependencies.yaml"), BUILTIN))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, *,
@@ -98,25 +95,21 @@ def _parse(data: Any, path: str) -> dict[str, tuple[str, ...]]:
 
 
 def _find_cycle(after: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A dependency cycle as [a, b, ..., a], or None; deterministic."""
-    state: dict[str, int] = {}  # 1: on the path, 2: done
-    for start in sorted(after):
-        if state.get(start):
-            continue
-        path = [start]
-        iters = [iter(sorted(after.get(start, ())))]
-        state[start] = 1
-        while iters:
-            dep = next(iters[-1], None)
-            if dep is None:
-                state[path.pop()] = 2
-                iters.pop()
-            elif state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
-            elif not state.get(dep):
-                state[dep] = 1
-                path.append(dep)
-                iters.append(iter(sorted(after.get(dep, ()))))
+    """A dependency cycle as [a, b, ..., a] (each after the next), or None.
+
+    Deterministic: the graph is built in sorted order and the cycle starts at
+    its smallest name.
+    """
+    sorter = graphlib.TopologicalSorter(
+        {service: sorted(after[service]) for service in sorted(after)})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        # graphlib lists each node before the ones that come after it.
+        cycle = list(reversed(error.args[1]))[:-1]
+        first = cycle.index(min(cycle))
+        cycle = cycle[first:] + cycle[:first]
+        return cycle + [cycle[0]]
     return None
 
 

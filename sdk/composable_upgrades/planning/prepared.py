@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from composable_upgrades.errors import UnknownRoleError, UpgradeError, WorkdirError
+from composable_upgrades.errors import OptionError, UnknownRoleError, WorkdirError
 from composable_upgrades.model.deployment import UNDERCLOUD_GROUP
 from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.planning.stages import unknown_stage
@@ -139,6 +139,7 @@ class PreparedPlan:
     vars: PlanVars = field(default_factory=PlanVars, repr=False)
     warnings: tuple[str, ...] = ()
     fleet_root: str | None = None
+    fleet_transport: str | None = None
     ssh_user: str = ""
     path: str = ""
     sha256: str = ""
@@ -182,6 +183,7 @@ class PreparedPlan:
                           withheld=tuple(variables.get("withheld") or ())),
             warnings=tuple(data.get("warnings") or ()),
             fleet_root=fleet["root"] if fleet else None,
+            fleet_transport=fleet.get("transport", "local") if fleet else None,
             ssh_user=data.get("ssh_user") or "",
             path=path, sha256=sha256)
 
@@ -212,8 +214,8 @@ class PreparedPlan:
         per service (``"service"``) or per task (``"task"``), optionally of
         one stage or one role."""
         if by not in PLAN_BY:
-            raise UpgradeError(f"cannot show the plan by {by!r} (use one of "
-                               f"{', '.join(PLAN_BY)})")
+            raise OptionError(f"cannot show the plan by {by!r} (use one of "
+                              f"{', '.join(PLAN_BY)})", option="--by")
         if stage is not None:
             self.stage(stage)
         if role is not None and role not in self.roles and role != UNDERCLOUD_GROUP:

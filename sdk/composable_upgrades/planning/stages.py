@@ -14,13 +14,11 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from composable_upgrades.errors import InputFileError, StageError, UnknownRoleError
 from composable_upgrades.model.deployment import Deployment, check_name
+from composable_upgrades.formats.package_data import load_package_yaml
 from composable_upgrades.formats.serialize import load_yaml_file
 
 CONTROLPLANE = "controlplane"
@@ -33,9 +31,7 @@ RESERVED = (EXTERNAL, CONVERGE)
 @cache
 def controlplane_services() -> frozenset[str]:
     """The built-in catalog of control-plane services."""
-    text = resources.files("composable_upgrades.data").joinpath(
-        "controlplane-services.yaml").read_text(encoding="utf-8")
-    return frozenset(yaml.safe_load(text))
+    return frozenset(load_package_yaml("controlplane-services.yaml"))
 
 
 def default_stage(services: tuple[str, ...]) -> str:

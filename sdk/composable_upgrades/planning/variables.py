@@ -2,36 +2,81 @@
 
 ``RoleConfig.global_vars`` and ``RoleGroupVars`` hold far more than the
 upgrade tasks read (and ``global_vars`` holds secrets). The inventory gets the
-variables whose names appear in the tasks' templates and conditions; values
-that are secrets are left out and reported.
+variables that the tasks' templates and conditions read, as Jinja itself finds
+them; values that are secrets are left out and reported.
 """
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composable_upgrades.model.redact import is_secret_key, secret_values
 
-# Keys whose string values are raw Jinja expressions rather than templates.
+if TYPE_CHECKING:  # pragma: no cover
+    import jinja2
+
+# Keys whose string values are bare Jinja expressions (Ansible adds the
+# ``{{ }}``) rather than templates.
 _EXPRESSION_KEYS = frozenset({"when", "failed_when", "changed_when", "until"})
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _never_called(*args: Any, **kwargs: Any) -> None:
+    """Stands for a filter or test of Ansible's; templates are never rendered."""
+
+
+class _AnyName(dict):  # type: ignore[type-arg]
+    """Filters or tests under any name: finding a template's variables
+    compiles it, and compiling fails on a name the environment lacks."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return super().get(key, _never_called)
+
+
+@functools.cache
+def _jinja() -> jinja2.Environment:
+    """The environment templates are parsed in (jinja2 imported when first
+    needed: it is a third of the SDK's import time)."""
+    import jinja2
+
+    env = jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
+    env.filters = _AnyName(env.filters)
+    env.tests = _AnyName(env.tests)
+    return env
+
+
+@functools.lru_cache(maxsize=4096)
+def _template_names(source: str) -> frozenset[str]:
+    """The variables a template reads; none when it does not parse (Ansible
+    would fail on it before reading any)."""
+    from jinja2 import TemplateSyntaxError, meta
+
+    try:
+        return frozenset(meta.find_undeclared_variables(_jinja().parse(source)))
+    except TemplateSyntaxError:
+        return frozenset()
+
+
+def _is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
 
 
 def used_names(tasks: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Identifiers that appear in the templates and conditions of ``tasks``.
+    """Variables that the templates and conditions of ``tasks`` read.
 
-    A superset of the variables read: callers intersect it with the
-    variables they could provide.
+    A superset of what a run reads (both sides of a condition count): callers
+    intersect it with the variables they could provide.
     """
     names: set[str] = set()
     stack: list[tuple[Any, bool]] = [(task, False) for task in tasks]
     while stack:
         value, expression = stack.pop()
         if isinstance(value, str):
-            if expression or "{{" in value or "{%" in value:
-                names.update(_IDENTIFIER.findall(value))
+            if _is_template(value):
+                names |= _template_names(value)
+            elif expression:
+                names |= _template_names("{{ " + value + " }}")
         elif isinstance(value, Mapping):
             stack.extend((v, isinstance(k, str) and k in _EXPRESSION_KEYS)
                          for k, v in value.items())

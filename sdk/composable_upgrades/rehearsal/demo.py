@@ -34,58 +34,41 @@ unmanaged package upgrades, ``kernel`` for reboots).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import pathlib
 import shutil
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
-
-from composable_upgrades.errors import UpgradeError
+from composable_upgrades.errors import FleetError
 from composable_upgrades.model.fleet import Fleet
 from composable_upgrades.sources.outputs import StackOutputs
 from composable_upgrades.planning.plan import UNDERCLOUD_HOST
 from composable_upgrades.planning.prepared import PreparedPlan
-from composable_upgrades.formats.serialize import load_yaml
+from composable_upgrades.formats.package_data import load_package_yaml, package_data_path
 
-DATA_PACKAGE = "composable_upgrades.data"
 OUTPUTS_FILE = "demo-overcloud.yaml"
 DEPENDENCIES_FILE = "demo-dependencies.yaml"
 STACK = "overcloud"
 SEED_FILE = "seed.json"
 EVENTS_FILE = "events.log"
 
-# Keeps data files extracted from a zipped install alive for the process.
-_EXTRACTED = contextlib.ExitStack()
-
-
-def _data_path(name: str) -> str:
-    resource = resources.files(DATA_PACKAGE).joinpath(name)
-    if isinstance(resource, pathlib.Path):
-        return str(resource)
-    return str(_EXTRACTED.enter_context(resources.as_file(resource)))  # pragma: no cover
-
 
 def demo_outputs() -> StackOutputs:
     """The stack outputs of the demo overcloud (a fresh copy each call)."""
-    text = resources.files(DATA_PACKAGE).joinpath(OUTPUTS_FILE).read_text(
-        encoding="utf-8")
-    return StackOutputs.from_mapping(load_yaml(text),
+    return StackOutputs.from_mapping(load_package_yaml(OUTPUTS_FILE),
                                      source=f"demo overcloud ({OUTPUTS_FILE})",
                                      stack=STACK)
 
 
 def demo_outputs_path() -> str:
     """Path of the demo's stack outputs file (for ``prepare --outputs-file``)."""
-    return _data_path(OUTPUTS_FILE)
+    return package_data_path(OUTPUTS_FILE)
 
 
 def demo_dependencies_path() -> str:
     """Path of the demo's service dependencies file (for prepare)."""
-    return _data_path(DEPENDENCIES_FILE)
+    return package_data_path(DEPENDENCIES_FILE)
 
 
 def demo_settings(outputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -118,7 +101,7 @@ def seed_fleet(fleet: Fleet, plan: PreparedPlan, *,
 
     ``plan`` is a prepared plan (``PrepareResult.prepared``,
     ``Workdir.load_plan()``, or :meth:`.UpgradePlan.prepared`). A fleet that is already seeded is left alone and an
-    :class:`~.errors.UpgradeError` raised, unless ``reset`` is true: then
+    :class:`~.errors.FleetError` raised, unless ``reset`` is true: then
     each host's sandbox (faults included) is wiped and seeded again.
     """
     settings = demo_settings()
@@ -127,9 +110,9 @@ def seed_fleet(fleet: Fleet, plan: PreparedPlan, *,
     seeded = [h for h in everyone
               if os.path.exists(os.path.join(fleet.host_root(h), SEED_FILE))]
     if seeded and not reset:
-        raise UpgradeError(
-            f"{fleet.root}: the fleet is already seeded ({len(seeded)} hosts, "
-            f"e.g. {seeded[0]}); pass reset=True to wipe and seed it again")
+        raise FleetError(
+            f"the fleet is already seeded ({len(seeded)} hosts, e.g. {seeded[0]}); "
+            "pass reset=True to wipe and seed it again", path=fleet.root)
     if reset:
         for host in everyone:
             shutil.rmtree(fleet.host_root(host), ignore_errors=True)

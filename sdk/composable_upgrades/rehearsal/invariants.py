@@ -32,67 +32,25 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from composable_upgrades.rehearsal.demo import (
-    EVENTS_FILE, SEED_FILE, demo_dependencies_path, demo_outputs, demo_settings)
-from composable_upgrades.planning.dependencies import Dependencies
 from composable_upgrades.errors import StageError
 from composable_upgrades.model.fleet import Fleet
+from composable_upgrades.model.kinds import StageKind
+from composable_upgrades.planning.dependencies import Dependencies
+from composable_upgrades.planning.plan import UNDERCLOUD_HOST
 from composable_upgrades.planning.prepared import PreparedPlan
-from composable_upgrades.planning.plan import (
-    KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, UNDERCLOUD_HOST)
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas
+from composable_upgrades.planning.stages import CONVERGE
+from composable_upgrades.rehearsal.demo import (
+    SEED_FILE, demo_dependencies_path, demo_outputs, demo_settings)
+from composable_upgrades.rehearsal.report import Check, InvariantReport
+from composable_upgrades.rehearsal.sandbox import Event, Sandbox
 
 CONVERGE_STEP = "converge"
 _SHOWN = 5  # problems spelled out in a check's detail
 _PIN = re.compile(r"services/([A-Za-z0-9_]+)/rpc_pin")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One invariant: its name, whether it holds, and what was found."""
-
-    name: str
-    ok: bool
-    detail: str
-
-
-@dataclass(frozen=True)
-class InvariantReport:
-    """The invariants checked after a stage."""
-
-    after: str
-    checks: tuple[Check, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True if every invariant holds."""
-        return all(c.ok for c in self.checks)
-
-    @property
-    def failed(self) -> tuple[Check, ...]:
-        """The invariants that do not hold."""
-        return tuple(c for c in self.checks if not c.ok)
-
-    def check(self, name: str) -> Check:
-        """The check called ``name`` (KeyError if none)."""
-        for check in self.checks:
-            if check.name == name:
-                return check
-        raise KeyError(name)
-
-    def to_frame(self) -> pandas.DataFrame:
-        """One row per check: after, check, ok, detail."""
-        import pandas
-
-        return pandas.DataFrame(
-            [(self.after, c.name, c.ok, c.detail) for c in self.checks],
-            columns=["after", "check", "ok", "detail"])
 
 
 # Check names, stable so callers and tests can pick a check.
@@ -107,68 +65,6 @@ REBOOTS = "reboots exactly where the kernel changed"
 EVENTS = "events well-formed"
 ORDER_HOST = "dependency order on each host"
 ORDER_CONTROLPLANE = "dependency order across control-plane hosts"
-
-
-@dataclass(frozen=True)
-class _Event:
-    time: Decimal
-    step: str
-    service: str
-    action: str
-
-
-class _Sandbox:
-    """Read access to one host's sandbox."""
-
-    def __init__(self, fleet: Fleet, host: str) -> None:
-        self.host = host
-        self.root = fleet.host_root(host)
-
-    def read(self, relative: str) -> str | None:
-        try:
-            with open(os.path.join(self.root, relative), encoding="utf-8") as handle:
-                return handle.read().strip()
-        except OSError:
-            return None
-
-    def exists(self, relative: str) -> bool:
-        return os.path.exists(os.path.join(self.root, relative))
-
-    def seed(self) -> dict[str, Any] | None:
-        text = self.read(SEED_FILE)
-        try:
-            return json.loads(text) if text else None
-        except ValueError:
-            return None
-
-    def packages(self) -> dict[str, str]:
-        found = {}
-        for line in (self.read("packages.txt") or "").splitlines():
-            name, _, version = line.strip().partition(" ")
-            if name:
-                found[name] = version.strip()
-        return found
-
-    def pins(self) -> list[str]:
-        folder = os.path.join(self.root, "services")
-        if not os.path.isdir(folder):
-            return []
-        return sorted(s for s in os.listdir(folder)
-                      if os.path.exists(os.path.join(folder, s, "rpc_pin")))
-
-    def events(self) -> tuple[list[_Event], list[str]]:
-        """Parsed events and the malformed lines (as 'host:line: text')."""
-        events, bad = [], []
-        for number, line in enumerate((self.read(EVENTS_FILE) or "").splitlines(), 1):
-            fields = line.split()
-            if len(fields) != 4:
-                bad.append(f"{self.host}:{number}: {line!r}")
-                continue
-            try:
-                events.append(_Event(Decimal(fields[0]), *fields[1:]))
-            except InvalidOperation:
-                bad.append(f"{self.host}:{number}: {line!r}")
-        return events, bad
 
 
 @lru_cache(maxsize=1)
@@ -191,10 +87,10 @@ def check_invariants(fleet: Fleet, plan: PreparedPlan,
     """
     settings, pinning, dependencies = _demo()
     stages = plan.stages
-    upgrade = [s for s in stages if s.kind in (KIND_CONTROLPLANE, KIND_BATCHED)]
+    upgrade = [s for s in stages if s.kind in (StageKind.CONTROLPLANE, StageKind.BATCHED)]
     names = [s.name for s in upgrade]
-    converge = after == "converge" or any(
-        s.name == after and s.kind == KIND_CONVERGE for s in stages)
+    converge = after == CONVERGE or any(
+        s.name == after and s.kind == StageKind.CONVERGE for s in stages)
     if converge:
         done, pending = upgrade, []
     elif after in names:
@@ -203,15 +99,15 @@ def check_invariants(fleet: Fleet, plan: PreparedPlan,
     else:
         raise StageError(f"cannot check invariants after {after!r}: not an "
                          f"upgrade stage of the plan (stages: "
-                         f"{', '.join(names + ['converge'])})", stage=after)
+                         f"{', '.join(names + [CONVERGE])})", stage=after)
     hosts = {name: h.role for name, h in plan.hosts.items()}
     services = {role: list(r.services) for role, r in plan.roles.items()}
-    boxes = {h: _Sandbox(fleet, h) for h in sorted(hosts)}
+    boxes = {h: Sandbox(fleet, h) for h in sorted(hosts)}
     done_hosts = [h for s in done for h in s.hosts]
     pending_hosts = [h for s in pending for h in s.hosts]
-    controlplane = [h for s in stages if s.kind == KIND_CONTROLPLANE
+    controlplane = [h for s in stages if s.kind == StageKind.CONTROLPLANE
                     for h in s.hosts]
-    undercloud = _Sandbox(fleet, UNDERCLOUD_HOST)
+    undercloud = Sandbox(fleet, UNDERCLOUD_HOST)
     every_box = list(boxes.values()) + ([undercloud] if os.path.isdir(undercloud.root)
                                         else [])
     ctx = _Context(settings, pinning, dependencies, hosts, services, boxes)
@@ -259,7 +155,7 @@ class _Context:
     dependencies: Dependencies
     hosts: Mapping[str, str]
     services: Mapping[str, list[str]]
-    boxes: Mapping[str, _Sandbox]
+    boxes: Mapping[str, Sandbox]
 
     def host_services(self, host: str) -> list[str]:
         return self.services.get(self.hosts[host], [])
@@ -389,9 +285,9 @@ class _Context:
                       "rebooted")
 
 
-def _order_problems(events: Iterable[_Event], dependencies: Dependencies) -> list[str]:
+def _order_problems(events: Iterable[Event], dependencies: Dependencies) -> list[str]:
     """Where, within a step, a service has events before those of a dependency."""
-    spans: dict[str, dict[str, tuple[_Event, _Event]]] = {}
+    spans: dict[str, dict[str, tuple[Event, Event]]] = {}
     for event in events:
         if event.step == CONVERGE_STEP:
             continue
@@ -413,5 +309,5 @@ def _order_problems(events: Iterable[_Event], dependencies: Dependencies) -> lis
     return problems
 
 
-def _time(event: _Event) -> Decimal:
+def _time(event: Event) -> Decimal:
     return event.time

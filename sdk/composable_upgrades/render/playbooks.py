@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from composable_upgrades.errors import UpgradeError
+from composable_upgrades.errors import PlanError
 from composable_upgrades.model.fleet import FAULT_CHECK, FAULTS, fault_marker
-from composable_upgrades.planning.plan import (
-    KIND_BATCHED, KIND_CONTROLPLANE, KIND_CONVERGE, KIND_EXTERNAL, RolePlay, Stage,
-    UpgradePlan)
+from composable_upgrades.model.kinds import StageKind
+from composable_upgrades.planning.plan import RolePlay, Stage, UpgradePlan
 from composable_upgrades.formats.serialize import to_yaml
 
 #: Play tags of each kind of stage, as THT's playbooks tag them.
@@ -36,12 +35,12 @@ _PLAY_NAMES = {
 }
 
 
-def task_file_name(stage: str, kind: str, task_kind: str, role: str,
+def task_file_name(stage: str, kind: StageKind, task_kind: str, role: str,
                    step: int | str) -> str:
     """Path, relative to the plan folder, of one play's task file."""
     if isinstance(step, str):
         return f"tasks/{stage}_{step}.yaml"
-    if kind == KIND_EXTERNAL:
+    if kind == StageKind.EXTERNAL:
         return f"tasks/{task_kind}_step{step}.yaml"
     return f"tasks/{role}/{task_kind}_step{step}.yaml"
 
@@ -63,8 +62,8 @@ def stage_files(stage: Stage) -> list[str]:
 def add_file(files: dict[str, str], path: str, text: str) -> None:
     """Add a file to a plan's files; two files at one path is an error."""
     if path in files:
-        raise UpgradeError(f"two files of the plan would be {path}: rename the "
-                           "stage or role whose name makes it")
+        raise PlanError(f"two files of the plan would be {path}: rename the "
+                        "stage or role whose name makes it", file=path)
     files[path] = text
 
 
@@ -91,9 +90,9 @@ def render_playbooks(plan: UpgradePlan) -> dict[str, str]:
 def _stage_header(stage: Stage) -> str:
     steps = ", ".join(str(s.number) for s in stage.steps) or "none"
     how = {
-        KIND_CONTROLPLANE: "all hosts together; any failure stops the stage",
-        KIND_EXTERNAL: "on the undercloud",
-        KIND_CONVERGE: "deployment-wide, once every stage is done",
+        StageKind.CONTROLPLANE: "all hosts together; any failure stops the stage",
+        StageKind.EXTERNAL: "on the undercloud",
+        StageKind.CONVERGE: "deployment-wide, once every stage is done",
     }.get(stage.kind, "in batches of hosts")
     return (f"Stage {stage.name}: {', '.join(stage.roles)} "
             f"({len(stage.hosts)} hosts), steps {steps}; {how}.\n"
@@ -110,8 +109,8 @@ def _play(plan: UpgradePlan, stage: Stage, play: RolePlay, step: int | str,
             n=step, role=play.role),
         "hosts": play.role,
         "gather_facts": False,
-        "become": stage.kind != KIND_EXTERNAL,
-        "any_errors_fatal": stage.kind != KIND_BATCHED,
+        "become": stage.kind != StageKind.EXTERNAL,
+        "any_errors_fatal": stage.kind != StageKind.BATCHED,
     }
     if play.serial:
         body["serial"] = play.serial

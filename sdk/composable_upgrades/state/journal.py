@@ -19,11 +19,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from composable_upgrades.model.kinds import StageKind, UnitStatus
+
 JOURNAL_FILE = "journal.jsonl"
 
-OK = "ok"
-FAILED = "failed"
-EXTERNAL = "external"  # the stage kind that runs by tags
+#: Unit outcomes (aliases of :class:`.kinds.UnitStatus`, kept for older callers).
+OK = UnitStatus.OK
+FAILED = UnitStatus.FAILED
 
 
 @dataclass
@@ -119,7 +121,7 @@ class Journal:
             os.close(fd)
 
     def record_units(self, stage_sha: str, run_id: str, stage: str, batch: int,
-                     step: int | str, hosts: Iterable[str], status: str, *,
+                     step: int | str, hosts: Iterable[str], status: UnitStatus, *,
                      tags: str | None = None) -> None:
         """Record ``hosts`` finishing (or failing) ``step`` of a batch.
 
@@ -143,7 +145,8 @@ class Journal:
         result = {s.name: StageProgress(s.name, tuple(s.hosts), tuple(s.numbers))
                   for s in stages}
         sha = {s.name: s.sha256 for s in stages}
-        by_tags = {s.name for s in stages if s.kind == EXTERNAL}
+        # The external stage always runs by tags.
+        by_tags = {s.name for s in stages if s.kind == StageKind.EXTERNAL}
         for entry in self.entries():
             progress = result.get(entry.get("stage"))
             if progress is None or entry.get("sha") != sha[progress.stage]:
@@ -154,7 +157,7 @@ class Journal:
             if entry.get("tags") and progress.stage not in by_tags:
                 continue  # only some tasks ran: the step is not done
             unit = (entry["step"], entry["host"])
-            if entry["status"] == OK:
+            if entry["status"] == UnitStatus.OK:
                 progress.finished.add(unit)
                 if progress.failed.get(entry["host"]) == entry["step"]:
                     del progress.failed[entry["host"]]

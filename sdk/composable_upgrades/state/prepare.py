@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from composable_upgrades.planning.dependencies import Dependencies
-from composable_upgrades.errors import StageError, UpgradeError
+from composable_upgrades.errors import OutputsError, StageError
 from composable_upgrades.model.fleet import Fleet
 from composable_upgrades.render.inventory import render_inventory
 from composable_upgrades.state.journal import Journal
 from composable_upgrades.state.lock import acquire, stale_lock_note
 from composable_upgrades.model.deployment import Deployment
 from composable_upgrades.sources.outputs import StackOutputs
-from composable_upgrades.planning.plan import (
-    DEFAULT_SSH_USER, KIND_EXTERNAL, UpgradePlan, build_plan)
+from composable_upgrades.model.kinds import RunStatus, StageKind
+from composable_upgrades.planning.plan import DEFAULT_SSH_USER, UpgradePlan, build_plan
 from composable_upgrades.planning.noop import noop_variant
 from composable_upgrades.render.playbooks import add_file, render_playbooks, stage_files
 from composable_upgrades.formats.serialize import to_json
@@ -81,11 +81,11 @@ def plan_upgrade(outputs: StackOutputs, *, stack: str | None = None,
     deployment = Deployment.from_outputs(outputs, stack=stack)
     if fleet is not None and not noop and not outputs.get(SANDBOX_OUTPUT):
         # A fleet plays every host on this machine: real tasks would run here.
-        raise UpgradeError(
-            f"{outputs.source}: a rehearsal fleet runs every task on this "
-            "machine; these tasks are real: rehearse them as no-ops (--noop, "
-            f"noop=True), or use outputs whose tasks stay in the fleet's sandbox "
-            f"(they declare {SANDBOX_OUTPUT}: true)")
+        raise OutputsError(
+            "a rehearsal fleet runs every task on this machine; these tasks "
+            "are real: rehearse them as no-ops (--noop, noop=True), or use "
+            "outputs whose tasks stay in the fleet's sandbox (they declare "
+            f"{SANDBOX_OUTPUT}: true)", source=outputs.source)
     plan = build_plan(deployment, stages_file=stages_file,
                       dependencies=Dependencies.load(dependencies_file),
                       converge_file=converge_file, fleet=fleet, ssh_user=ssh_user)
@@ -135,7 +135,7 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
              "converge_file": _path(converge_file),
              "fleet": fleet.root if fleet else None, "noop": noop, "force": force,
              "ssh_user": ssh_user},
-            started=started, ended=time.time(), status="successful",
+            started=started, ended=time.time(), status=RunStatus.SUCCESSFUL,
             notes=notes + list(plan.warnings) + ([] if changed else ["plan unchanged"]))
     prepared = PreparedPlan.from_dict(data, path=workdir.plan_dir, sha256=digest)
     return PrepareResult(plan=plan, prepared=prepared, changed=changed,
@@ -162,7 +162,7 @@ def _check_progress(workdir: Workdir, data: Mapping[str, Any], force: bool
     notes = []
     for stage in current.stages:
         state = progress[stage.name]
-        if stage.kind == KIND_EXTERNAL or not state.started \
+        if stage.kind == StageKind.EXTERNAL or not state.started \
                 or new.get(stage.name) == stage.sha256:
             continue
         what = (f"stage {stage.name!r} has started ({len(state.done)} of "

@@ -10,19 +10,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from composable_upgrades.model.kinds import RunStatus, TaskStatus
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
     from matplotlib.axes import Axes
 
-#: Task outcomes, as Ansible reports them.
-STATUSES = ("ok", "changed", "failed", "skipped", "unreachable", "ignored")
+#: Run outcomes (aliases of :class:`.kinds.RunStatus`, kept for older callers).
+#: The script in each run folder that repeats the run's ansible-playbook calls.
+REPRODUCE_SCRIPT = "ansible-playbook-command.sh"
 
-#: Run outcomes.
-SUCCESSFUL = "successful"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-DRY_RUN = "dry-run"
-NOTHING_TO_DO = "nothing to do"
+SUCCESSFUL = RunStatus.SUCCESSFUL
+FAILED = RunStatus.FAILED
+INTERRUPTED = RunStatus.INTERRUPTED
+DRY_RUN = RunStatus.DRY_RUN
+NOTHING_TO_DO = RunStatus.NOTHING_TO_DO
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """True if the run did everything it was asked without failure."""
-        return self.status in (SUCCESSFUL, NOTHING_TO_DO, DRY_RUN)
+        return self.status in (RunStatus.SUCCESSFUL, RunStatus.NOTHING_TO_DO,
+                               RunStatus.DRY_RUN)
 
     @property
     def duration(self) -> float:
@@ -99,7 +102,7 @@ class RunResult:
     def reproduce_script(self) -> str | None:
         """The shell script that repeats this run's ansible-playbook calls."""
         import os
-        return (os.path.join(self.run_dir, "ansible-playbook-command.sh")
+        return (os.path.join(self.run_dir, REPRODUCE_SCRIPT)
                 if self.run_dir else None)
 
     def host_steps(self) -> tuple[list[str], list[tuple]]:
@@ -124,18 +127,6 @@ class RunResult:
             elapsed[s.step] = elapsed.get(s.step, 0.0) + s.duration
         return columns, rows + [("elapsed (s)",) + tuple(
             round(t, 1) for t in elapsed.values())]
-
-    def step_times(self) -> tuple[list[str], list[tuple]]:
-        """Elapsed time per step (summed over batches), in seconds."""
-        totals: dict[int | str, float] = {}
-        hosts: dict[int | str, int] = {}
-        failed: dict[int | str, int] = {}
-        for s in self.steps:
-            totals[s.step] = totals.get(s.step, 0.0) + s.duration
-            hosts[s.step] = hosts.get(s.step, 0) + len(s.hosts)
-            failed[s.step] = failed.get(s.step, 0) + len(s.failed)
-        return (["Step", "Hosts", "Failed", "Elapsed (s)"],
-                [(s, hosts[s], failed[s], round(t, 1)) for s, t in totals.items()])
 
     # -- frames and plots (pandas and matplotlib are imported when used) ----
 
@@ -180,7 +171,7 @@ class RunResult:
             import matplotlib.pyplot as plt
             _, ax = plt.subplots(figsize=(10, 1.5 + 0.3 * min(
                 100, len({h for s in self.steps for h in s.hosts}))))
-        bars = self._bars()
+        bars = _bars(self)
         hosts = list(dict.fromkeys(b.host for b in bars))
         row = {h: i for i, h in enumerate(hosts)}
         origin = self.started or min((b.start for b in bars), default=0.0)
@@ -205,38 +196,9 @@ class RunResult:
                       loc="lower right", fontsize=7)
         return ax
 
-    def _bars(self) -> list[_Bar]:
-        """Span and outcome of each (batch, step, host) of the run."""
-        spans: dict[tuple[int, int | str, str], list[float]] = {}
-        bad: set[tuple[int, int | str, str]] = set()
-        for r in self.records:
-            key = (r.batch, r.step, r.host)
-            if r.status in FAILURES:
-                bad.add(key)
-            if r.start is None:
-                continue
-            end = r.start + (r.duration or 0.0)
-            span = spans.get(key)
-            if span is None:
-                spans[key] = [r.start, end]
-            else:
-                span[0] = min(span[0], r.start)
-                span[1] = max(span[1], end)
-        bars = []
-        for s in self.steps:
-            failed = set(s.failed)
-            for host in s.hosts:
-                key = (s.batch, s.step, host)
-                start, end = spans.get(key, (s.started, s.ended))
-                outcome = ("failed" if host in failed or key in bad else
-                           "stopped" if s.interrupted else
-                           "ok" if key in spans else "no tasks")
-                bars.append(_Bar(host, start, end, outcome))
-        return bars
-
 
 #: Task outcomes that mean a host failed.
-FAILURES = ("failed", "unreachable")
+FAILURES = (TaskStatus.FAILED, TaskStatus.UNREACHABLE)
 
 #: Bar colours of :meth:`RunResult.timeline`, by outcome.
 TIMELINE_COLOURS = {"ok": "tab:green", "failed": "tab:red",
@@ -253,6 +215,36 @@ class _Bar:
     start: float
     end: float
     outcome: str
+
+
+def _bars(result: RunResult) -> list[_Bar]:
+    """Span and outcome of each (batch, step, host) of ``result``."""
+    spans: dict[tuple[int, int | str, str], list[float]] = {}
+    bad: set[tuple[int, int | str, str]] = set()
+    for r in result.records:
+        key = (r.batch, r.step, r.host)
+        if r.status in FAILURES:
+            bad.add(key)
+        if r.start is None:
+            continue
+        end = r.start + (r.duration or 0.0)
+        span = spans.get(key)
+        if span is None:
+            spans[key] = [r.start, end]
+        else:
+            span[0] = min(span[0], r.start)
+            span[1] = max(span[1], end)
+    bars = []
+    for s in result.steps:
+        failed = set(s.failed)
+        for host in s.hosts:
+            key = (s.batch, s.step, host)
+            start, end = spans.get(key, (s.started, s.ended))
+            outcome = ("failed" if host in failed or key in bad else
+                       "stopped" if s.interrupted else
+                       "ok" if key in spans else "no tasks")
+            bars.append(_Bar(host, start, end, outcome))
+    return bars
 
 
 def records_frame(records: list[TaskRecord]) -> pandas.DataFrame:
@@ -277,16 +269,3 @@ class RecordSink(Protocol):
     def add(self, record: TaskRecord) -> None: ...
 
     def finish_run(self, result: RunResult) -> None: ...
-
-
-class NullSink:
-    """A sink that keeps nothing."""
-
-    def start_run(self, result: RunResult) -> None:
-        return None
-
-    def add(self, record: TaskRecord) -> None:
-        return None
-
-    def finish_run(self, result: RunResult) -> None:
-        return None

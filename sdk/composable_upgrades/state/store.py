@@ -5,18 +5,18 @@ holds two tables: ``runs`` (one row per prepare, stage run or converge) and
 ``tasks`` (one row per task per host, in the order they happened). A
 :class:`HistoryStore` is the :class:`~.results.RecordSink` a run streams its
 records to; it buffers them and writes them in chunks, so a large run costs
-little. :class:`~.history.History` reads the file back.
+little; its queries are :class:`~.store_reader.HistoryReader`'s, and
+:class:`~.history.History` reads the file back through them.
 
-The schema is versioned by ``PRAGMA user_version`` and migrated forward when
-a store opens the file for writing; the file is in WAL mode, so the history
-can be read while a run writes it. Only what the run already holds is stored:
+The schema (:mod:`.store_schema`) is versioned by ``PRAGMA user_version`` and
+migrated forward when a store opens the file for writing; the file is in WAL
+mode, so the history can be read while a run writes it. Only what the run already holds is stored:
 task messages are scrubbed of secrets by the executor, and the arguments are
 the run's options (redacted once more, in case a caller passes a secret).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import operator
 import os
@@ -24,107 +24,29 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from composable_upgrades.errors import WorkdirError
+from composable_upgrades.model.kinds import RunKind, RunStatus
 from composable_upgrades.model.redact import redact
+from composable_upgrades.state import store_schema
 from composable_upgrades.state.results import RunResult, TaskRecord
+from composable_upgrades.state.store_reader import HistoryReader, RunRow
+from composable_upgrades.state.store_schema import SCHEMA_VERSION, TASK_COLUMNS
 from composable_upgrades.state.workdir import Workdir
 
-#: Version of the schema this module writes (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
-
-#: Run kinds.
-KIND_PREPARE = "prepare"
-KIND_STAGE = "stage"
-KIND_CONVERGE = "converge"
-KINDS = (KIND_PREPARE, KIND_STAGE, KIND_CONVERGE)
-
-#: Status of a run that has started and not (yet) finished.
-RUNNING = "running"
+#: Status of a run that has started and not (yet) finished (an alias of
+#: :attr:`.kinds.RunStatus.RUNNING`, kept for older callers).
+RUNNING = RunStatus.RUNNING
 
 #: Default number of buffered records that triggers a write.
 FLUSH_EVERY = 1000
 #: Default age (seconds) of the oldest buffered record that triggers a write.
 FLUSH_SECONDS = 2.0
 
-_SCHEMA_V1 = """
-CREATE TABLE runs (
-    run_id    TEXT PRIMARY KEY,
-    kind      TEXT NOT NULL CHECK (kind IN ('prepare', 'stage', 'converge')),
-    stage     TEXT,
-    plan_sha  TEXT,
-    arguments TEXT NOT NULL DEFAULT '{}',
-    started   REAL NOT NULL,
-    ended     REAL,
-    status    TEXT NOT NULL,
-    notes     TEXT NOT NULL DEFAULT '[]',
-    batches   TEXT NOT NULL DEFAULT '[]',
-    run_dir   TEXT
-);
-CREATE INDEX runs_by_start ON runs (started);
-CREATE TABLE tasks (
-    id        INTEGER PRIMARY KEY,
-    run_id    TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-    stage     TEXT NOT NULL,
-    batch     INTEGER NOT NULL,
-    step      TEXT NOT NULL,
-    host      TEXT NOT NULL,
-    role      TEXT,
-    task      TEXT NOT NULL,
-    service   TEXT,
-    action    TEXT,
-    status    TEXT NOT NULL CHECK (status IN
-              ('changed', 'ok', 'failed', 'skipped', 'unreachable', 'ignored')),
-    start     REAL,
-    duration  REAL,
-    message   TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX tasks_by_run ON tasks (run_id);
-"""
-
-#: Migrations: ``_MIGRATIONS[n]`` takes the schema from version n to n + 1.
-_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
-
-_TASK_COLUMNS = ("run_id", "stage", "batch", "step", "host", "role", "task",
-                 "service", "action", "status", "start", "duration", "message")
-_INSERT_TASK = (f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_TASK_COLUMNS))})")
-# Steps are stored as text; numbers come back as integers.
-_STEP_VALUE = ("CASE WHEN step != '' AND step NOT GLOB '*[^0-9]*' "
-               "THEN CAST(step AS INTEGER) ELSE step END")
-_SELECT_TASKS = ("SELECT " + ", ".join(_STEP_VALUE if c == "step" else c
-                                       for c in _TASK_COLUMNS)
-                 + " FROM tasks WHERE run_id = ? ORDER BY id")
-_RUN_COLUMNS = ("run_id", "kind", "stage", "plan_sha", "arguments", "started",
-                "ended", "status", "notes", "batches", "run_dir")
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """One row of the ``runs`` table, decoded, with counts from ``tasks``."""
-
-    run_id: str
-    kind: str
-    stage: str | None
-    plan_sha: str | None
-    arguments: Mapping[str, Any]
-    started: float
-    ended: float | None
-    status: str
-    notes: tuple[str, ...]
-    batches: tuple[tuple[str, ...], ...]
-    run_dir: str | None
-    hosts: int = 0
-    failed_hosts: int = 0
-    tasks: int = 0
-
-    @property
-    def duration(self) -> float | None:
-        """Wall time in seconds (None while running)."""
-        return None if self.ended is None else max(0.0, self.ended - self.started)
+_INSERT_TASK = (f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(TASK_COLUMNS))})")
 
 
 def new_run_id(kind: str, started: float | None = None) -> str:
@@ -138,16 +60,17 @@ def _json(value: Any) -> str:
 
 
 #: A record as a ``tasks`` row (the TEXT column turns a step number to text).
-_record_row = operator.attrgetter(*_TASK_COLUMNS)
+_record_row = operator.attrgetter(*TASK_COLUMNS)
 
 
-def _run_kind(result: RunResult) -> str:
+def _run_kind(result: RunResult) -> RunKind:
     from composable_upgrades.planning.stages import CONVERGE
-    return KIND_CONVERGE if result.stage == CONVERGE else KIND_STAGE
+    return RunKind.CONVERGE if result.stage == CONVERGE else RunKind.STAGE
 
 
-class HistoryStore:
-    """The run history file; a :class:`~.results.RecordSink` for runs.
+class HistoryStore(HistoryReader):
+    """The run history file; a :class:`~.results.RecordSink` for runs, and a
+    :class:`~.store_reader.HistoryReader` of what it holds.
 
     Records given to :meth:`add` are buffered and written with one
     ``executemany`` per chunk: when ``flush_every`` are waiting, when the
@@ -193,7 +116,7 @@ class HistoryStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (result.run_id, _run_kind(result), result.stage,
                  result.plan_sha, _json(dict(result.options)), result.started,
-                 RUNNING, _json(list(result.notes)),
+                 RunStatus.RUNNING, _json(list(result.notes)),
                  _json([list(b) for b in result.batches]), result.run_dir)))
 
     def add(self, record: TaskRecord) -> None:
@@ -233,15 +156,15 @@ class HistoryStore:
     # -- prepare runs ------------------------------------------------------
 
     def record_prepare(self, plan_sha: str, arguments: Mapping[str, Any],
-                       started: float, ended: float, status: str,
+                       started: float, ended: float, status: RunStatus,
                        notes: Sequence[str] = ()) -> str:
         """Record a prepare; returns its run id."""
-        run_id = new_run_id(KIND_PREPARE, started)
+        run_id = new_run_id(RunKind.PREPARE, started)
         with self._lock:
             self._write(lambda db: db.execute(
                 "INSERT INTO runs (run_id, kind, stage, plan_sha, arguments, "
                 "started, ended, status, notes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, KIND_PREPARE, None, plan_sha, _json(dict(arguments)),
+                (run_id, RunKind.PREPARE, None, plan_sha, _json(dict(arguments)),
                  started, ended, status, _json(list(notes)))))
             self._close()
         return run_id
@@ -273,44 +196,9 @@ class HistoryStore:
 
     def _write(self, work: Callable[[sqlite3.Connection], Any]) -> None:
         """Run ``work`` in one transaction."""
-        db = self._open_for_writing()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                work(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise WorkdirError(f"cannot write the run history: {_one_line(exc)}",
-                               path=self.path) from exc
-
-    def _open_for_writing(self) -> sqlite3.Connection:
-        if self._connection is not None:
-            return self._connection
-        try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            # Created private, as the journal is; SQLite gives its -wal and
-            # -shm files the same mode.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        except OSError as exc:
-            raise WorkdirError(f"cannot create the run history: {exc.strerror}",
-                               path=self.path) from exc
-        db = _connect(self.path)
-        try:
-            _migrate(db, self.path)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
-            db.close()
-            raise WorkdirError(f"cannot use the run history: {_one_line(exc)}",
-                               path=self.path) from exc
-        except BaseException:
-            db.close()
-            raise
-        self._connection = db
-        return db
+        if self._connection is None:
+            self._connection = store_schema.open_for_writing(self.path)
+        store_schema.write(self._connection, work, path=self.path)
 
     def close(self) -> None:
         """Write what is buffered and close the file."""
@@ -329,150 +217,5 @@ class HistoryStore:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    # -- reading -----------------------------------------------------------
 
-    def schema_version(self) -> int:
-        """The file's schema version (0: no history yet)."""
-        with self._reader() as db:
-            return 0 if db is None else db.execute("PRAGMA user_version").fetchone()[0]
-
-    def runs(self) -> list[RunRow]:
-        """Every run, oldest first, with host, failed host and task counts."""
-        with self._reader() as db:
-            if db is None:
-                return []
-            counts = {row[0]: row[1:] for row in db.execute(
-                "SELECT run_id, COUNT(DISTINCT host), COUNT(DISTINCT CASE "
-                "WHEN status IN ('failed', 'unreachable') THEN host END), "
-                "COUNT(*) FROM tasks GROUP BY run_id")}
-            rows = db.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs "
-                              "ORDER BY started, rowid").fetchall()
-        return [_run_row(row, counts.get(row[0], (0, 0, 0))) for row in rows]
-
-    def run(self, run_id: str) -> RunRow | None:
-        """The run ``run_id`` (None if the history has no such run)."""
-        with self._reader() as db:
-            if db is None:
-                return None
-            row = db.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs "
-                             "WHERE run_id = ?", (run_id,)).fetchone()
-            if row is None:
-                return None
-            counts = db.execute(
-                "SELECT COUNT(DISTINCT host), COUNT(DISTINCT CASE WHEN status "
-                "IN ('failed', 'unreachable') THEN host END), COUNT(*) "
-                "FROM tasks WHERE run_id = ?", (run_id,)).fetchone()
-        return _run_row(row, counts)
-
-    def records(self, run_id: str) -> list[TaskRecord]:
-        """The task records of ``run_id``, in the order they were added."""
-        with self._reader() as db:
-            if db is None:
-                return []
-            rows = db.execute(_SELECT_TASKS, (run_id,)).fetchall()
-        return list(itertools.starmap(TaskRecord, rows))
-
-    def _reader(self) -> _Reader:
-        return _Reader(self.path)
-
-
-class _Reader:
-    """A read connection for one ``with`` block; None if there is no history."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.db: sqlite3.Connection | None = None
-
-    def __enter__(self) -> sqlite3.Connection | None:
-        if not os.path.isfile(self.path):
-            return None
-        try:
-            self.db = _connect(self.path)
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            self._close()
-            raise WorkdirError(f"cannot read the run history: {_one_line(exc)}",
-                               path=self.path) from exc
-        if version == 0:
-            self._close()
-            return None
-        if version > SCHEMA_VERSION:
-            self._close()
-            raise _newer(self.path, version)
-        if version < SCHEMA_VERSION:
-            self._close()
-            _upgrade_in_place(self.path)
-            self.db = _connect(self.path)
-        return self.db
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._close()
-        if isinstance(exc, sqlite3.Error):
-            raise WorkdirError(f"cannot read the run history: {_one_line(exc)}",
-                               path=self.path) from exc
-
-    def _close(self) -> None:
-        if self.db is not None:
-            self.db.close()
-            self.db = None
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    # Autocommit mode: transactions are explicit (BEGIN ... COMMIT).
-    db = sqlite3.connect(path, timeout=30.0, isolation_level=None,
-                         check_same_thread=False)
-    db.execute("PRAGMA foreign_keys = ON")
-    return db
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
-def _newer(path: str, version: int) -> WorkdirError:
-    return WorkdirError(f"run history written by a newer version of this tool "
-                        f"(schema {version}, this one knows {SCHEMA_VERSION})",
-                        path=path)
-
-
-def _migrate(db: sqlite3.Connection, path: str) -> None:
-    """Bring the schema to :data:`SCHEMA_VERSION`, one version at a time."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise _newer(path, version)
-        for number in range(version, SCHEMA_VERSION):
-            for statement in _statements(_MIGRATIONS[number]):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {number + 1}")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _upgrade_in_place(path: str) -> None:
-    db = _connect(path)
-    try:
-        _migrate(db, path)
-    except sqlite3.Error as exc:
-        raise WorkdirError(f"cannot upgrade the run history: {_one_line(exc)}",
-                           path=path) from exc
-    finally:
-        db.close()
-
-
-def _statements(script: str) -> Iterable[str]:
-    return (s.strip() for s in script.split(";") if s.strip())
-
-
-def _run_row(row: Sequence[Any], counts: Sequence[int]) -> RunRow:
-    (run_id, kind, stage, plan_sha, arguments, started, ended, status, notes,
-     batches, run_dir) = row
-    return RunRow(run_id=run_id, kind=kind, stage=stage, plan_sha=plan_sha,
-                  arguments=json.loads(arguments), started=started, ended=ended,
-                  status=status, notes=tuple(json.loads(notes)),
-                  batches=tuple(tuple(b) for b in json.loads(batches)),
-                  run_dir=run_dir, hosts=counts[0], failed_hosts=counts[1],
-                  tasks=counts[2])
+__all__ = ["HistoryStore", "RunRow", "RUNNING", "SCHEMA_VERSION", "new_run_id"]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
-from composable_upgrades.errors import PlanNotFoundError, UpgradeError
+from composable_upgrades.errors import PlanError, PlanNotFoundError
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.state.workdir import PLAN_FILE, Workdir, load_plan_dir
 
@@ -56,12 +56,12 @@ def as_prepared(plan: PlanLike) -> PreparedPlan:
         return plan
     if isinstance(plan, Mapping):
         if "stages" not in plan or "roles" not in plan:
-            raise UpgradeError("not a plan: expected the content of plan.json "
-                               "(with 'stages' and 'roles')")
+            raise PlanError("not a plan: expected the content of plan.json "
+                            "(with 'stages' and 'roles')")
         return PreparedPlan.from_dict(plan)
     prepared = getattr(plan, "prepared", None)
     if prepared is None:
-        raise UpgradeError(f"not a plan: {type(plan).__name__}")
+        raise PlanError(f"not a plan: {type(plan).__name__}")
     return prepared()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.state.journal import Journal
 from composable_upgrades.state.workdir import Workdir
 
@@ -14,7 +15,7 @@ class StageStatus:
     """One stage: its state, its hosts by outcome, and its last run."""
 
     stage: str
-    kind: str
+    kind: StageKind
     state: str
     hosts: tuple[str, ...]
     done: tuple[str, ...]
