@@ -1,9 +1,16 @@
-"""Running stages for real: ansible-runner and ansible-playbook on a local fleet."""
+"""Running stages for real: ansible-runner and ansible-playbook on a local fleet.
+
+What only a real run shows: events turned into records and attributed to
+services, fault injection through the fleet, the reproduce script, exit
+codes, signals, the lock. The runner's policy (batches, max-fail, stops, the
+guard, the journal) is tested without Ansible in test_stage_policy.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,8 +21,14 @@ from pathlib import Path
 import pytest
 
 import composable_upgrades as cu
+from composable_upgrades.run.ansible import AnsibleExecutor
+from composable_upgrades.run.executor import StepCallbacks, StepJob
+from composable_upgrades.run.options import RunOptions
+from composable_upgrades.run.request import plan_run, ssh_key_env
+from composable_upgrades.run.stage_runner import run_request
 from composable_upgrades.state.journal import Journal
 from composable_upgrades.state.lock import acquire
+from tests.fake_executor import FakeExecutor
 
 MINI = Path(__file__).parent / "fixtures" / "mini-outputs.yaml"
 CONTROLLERS = ["overcloud-controller-0", "overcloud-controller-1"]
@@ -42,8 +55,10 @@ def units(wd: Path, status: str = "ok") -> list[tuple]:
             if e.get("kind") == "unit" and e["status"] == status]
 
 
-def test_full_flow_stages_batches_converge(mini) -> None:
+def test_stages_batches_limit_resume_converge(mini) -> None:
     wd, fleet = mini
+    with pytest.raises(cu.StageNotFinishedError, match="'controlplane' is not finished"):
+        cu.run_stage(wd, "compute")
     events: list[cu.ProgressEvent] = []
     control = cu.run_stage(wd, "controlplane", progress=events.append)
     assert control.status == "successful"
@@ -54,19 +69,25 @@ def test_full_flow_stages_batches_converge(mini) -> None:
         assert (root / "keystone-step2").exists() and (root / "keystone-step3").exists()
         assert not (root / "keystone-step1").exists()  # tags: step2 binds to 2 only
     assert not (sandbox(fleet, COMPUTES[0]) / "nova_compute-step3").exists()
-    kinds = [e.kind for e in events]
-    assert kinds[0] == "run_start" and kinds[-1] == "run_end"
-    assert kinds.count("step_start") == 6
+    # Real events: a task start per task, records attributed to their service.
+    tasks = [e.task for e in events if e.kind == "task"]
+    assert tasks[:3] == ["Rehearsal fault check (controlplane_step0)",
+                         "mysql - mark step start", "mysql - slow when asked"]
+    named = [r for r in control.records if " - " in r.task]
+    assert named and all(r.service == r.task.split(" - ")[0] for r in named)
+    assert "changed" in {r.status for r in control.records}
+    assert {r.role for r in control.records} == {"Controller"}
 
-    compute = cu.run_stage(wd, "compute", batch_size=2)
-    assert compute.status == "successful"
-    assert compute.batches == [tuple(COMPUTES[:2]), tuple(COMPUTES[2:])]
-    # Each batch runs every step that has tasks: batch 1's steps all end
-    # before batch 2's first step starts.
-    batch1 = [s for s in compute.steps if s.batch == 1]
-    batch2 = [s for s in compute.steps if s.batch == 2]
-    assert max(s.ended for s in batch1) <= min(s.started for s in batch2)
-    assert {s.step for s in batch1} == {3, 4}   # the steps with compute tasks
+    part = cu.run_stage(wd, "compute", limit="overcloud-novacompute-1,overcloud-novacompute-3")
+    assert part.ok and {s.step for s in part.steps} == {3, 4}  # steps with compute tasks
+    compute = {s.stage: s for s in cu.status(wd)}["compute"]
+    assert compute.state == "partly done"
+    assert compute.pending == (COMPUTES[0], COMPUTES[2])
+    rest = cu.run_stage(wd, "compute", batch_size=2, resume=True)
+    assert rest.status == "successful"
+    assert rest.batches == [tuple(COMPUTES[:2]), tuple(COMPUTES[2:])]
+    assert [(s.batch, s.hosts) for s in rest.steps] == [
+        (1, (COMPUTES[0],)), (1, (COMPUTES[0],)), (2, (COMPUTES[2],)), (2, (COMPUTES[2],))]
 
     done = cu.converge(wd)
     assert done.status == "successful", done.notes
@@ -77,85 +98,32 @@ def test_full_flow_stages_batches_converge(mini) -> None:
         assert (root / "packages").read_text() == "openvswitch\n"
         assert (root / "rebooted").exists() == host.startswith("overcloud-novacompute")
     assert (sandbox(fleet, CONTROLLERS[0]) / "keystone-post").exists()
-    # Reboots go one host at a time.
-    times = sorted(float((sandbox(fleet, h) / "rebooted").read_text()) for h in COMPUTES)
-    assert len(times) == 4
     states = {s.stage: s.state for s in cu.status(wd)}
     assert states == {"controlplane": "finished", "compute": "finished",
                       "converge": "finished"}
 
 
-def test_stage_guards_and_force(mini) -> None:
-    wd, _ = mini
-    with pytest.raises(cu.StageNotFinishedError, match="'controlplane' is not "
-                       "finished .2 hosts pending: overcloud-controller-0"):
-        cu.run_stage(wd, "compute")
-    with pytest.raises(cu.StageNotFinishedError, match="before converge"):
-        cu.converge(wd)
-    forced = cu.run_stage(wd, "compute", force=True, limit="overcloud-novacompute-0")
-    assert forced.status == "successful"
-    assert any(n.startswith("forced: stage controlplane unfinished") for n in forced.notes)
-
-
-def test_failure_stops_controlplane_and_resume_skips_finished_units(mini) -> None:
+def test_a_fault_on_the_fleet_fails_the_step_and_resume_reruns_it(mini) -> None:
     wd, fleet = mini
     fleet.inject_fault(CONTROLLERS[1], "controlplane", 2)
-    failed = cu.run_stage(wd, "controlplane")
+    failed = cu.run_stage(wd, "controlplane", steps=[0, 1, 2, 3])
     assert failed.status == "failed"
     assert failed.failed_hosts == [CONTROLLERS[1]]
     assert [s.step for s in failed.steps] == [0, 1, 2]   # stopped after step 2
+    [fault] = [r for r in failed.records if r.status == "failed"]
+    assert (fault.host, fault.step, fault.role) == (CONTROLLERS[1], 2, "Controller")
+    assert fault.message
     assert not (sandbox(fleet, CONTROLLERS[0]) / "keystone-step3").exists()
     status = {s.stage: s for s in cu.status(wd)}["controlplane"]
     assert status.state == "failed" and status.failed == (CONTROLLERS[1],)
-    # The failure stopped every host of the step (any_errors_fatal): none of
-    # them finished step 2, so none is journaled as having done it.
-    assert [u for u in units(wd) if u[2] == 2] == []
+    assert [u for u in units(wd) if u[2] == 2] == []   # any_errors_fatal
 
     fleet.clear_faults()
-    resumed = cu.run_stage(wd, "controlplane", resume=True)
+    resumed = cu.run_stage(wd, "controlplane", resume=True, steps=[0, 1, 2, 3])
     assert resumed.status == "successful"
-    ran = [(s.step, s.hosts) for s in resumed.steps]
-    # Step 2 reruns on both hosts; steps 0 and 1 not at all.
-    assert ran[0] == (2, tuple(CONTROLLERS))
-    assert [step for step, _ in ran] == [2, 3, 4, 5]
-    assert {r.step for r in resumed.records} == {2, 3, 4, 5}
-
-
-def test_max_fail_percentage_in_batches(mini) -> None:
-    wd, fleet = mini
-    assert cu.run_stage(wd, "controlplane").ok
-    fleet.inject_fault(COMPUTES[0], "compute", 3)
-    tolerant = cu.run_stage(wd, "compute", batch_size=2, max_fail_percentage=50)
-    # 1 of 2 hosts of batch 1 failed: 50% is not more than 50%: go on.
-    assert tolerant.status == "failed"
-    assert tolerant.failed_hosts == [COMPUTES[0]]
-    assert {s.batch for s in tolerant.steps} == {1, 2}
-    assert (sandbox(fleet, COMPUTES[3]) / "nova_compute-step4").exists()
-    assert not (sandbox(fleet, COMPUTES[0]) / "nova_compute-step4").exists()
-    assert (sandbox(fleet, COMPUTES[1]) / "nova_compute-step4").exists()
-
-    strict = cu.run_stage(wd, "compute", batch_size=2)
-    assert strict.status == "failed"
-    assert {s.batch for s in strict.steps} == {1}   # stopped in batch 1
-    assert any("more than --max-fail-percentage 0" in n for n in strict.notes)
-
-
-def test_limit_runs_some_hosts_status_shows_the_rest(mini) -> None:
-    wd, _ = mini
-    assert cu.run_stage(wd, "controlplane").ok
-    part = cu.run_stage(wd, "compute", limit="overcloud-novacompute-1,overcloud-novacompute-3")
-    assert part.ok
-    compute = {s.stage: s for s in cu.status(wd)}["compute"]
-    assert compute.state == "partly done"
-    assert compute.done == (COMPUTES[1], COMPUTES[3])
-    assert compute.pending == (COMPUTES[0], COMPUTES[2])
-    with pytest.raises(cu.UnknownHostError, match="'nosuchhost' matches no host"):
-        cu.run_stage(wd, "compute", limit="nosuchhost")
-    by_role = cu.run_stage(wd, "compute", limit="Compute", dry_run=True)
-    assert by_role.batches == [tuple(COMPUTES)]
-    by_glob = cu.run_stage(wd, "compute", limit="*.ctlplane.localdomain,!overcloud-novacompute-0",
-                           dry_run=True)
-    assert by_glob.batches == [tuple(COMPUTES[1:])]
+    assert [(s.step, s.hosts) for s in resumed.steps] == [
+        (2, tuple(CONTROLLERS)), (3, tuple(CONTROLLERS))]
+    assert {r.step for r in resumed.records} == {2, 3}
 
 
 def test_unusable_options_name_the_option(mini, tmp_path: Path) -> None:
@@ -175,11 +143,26 @@ def test_unusable_options_name_the_option(mini, tmp_path: Path) -> None:
     fine = cu.run_stage(wd, "compute", dry_run=True, force=True, batch_size="50%",
                         max_fail_percentage=25, fleet=fleet)
     assert [len(batch) for batch in fine.batches] == [2, 2]
+    with pytest.raises(cu.UnknownHostError, match="'nosuchhost' matches no host"):
+        cu.run_stage(wd, "compute", limit="nosuchhost", dry_run=True)
+    by_role = cu.run_stage(wd, "compute", limit="Compute", dry_run=True)
+    assert by_role.batches == [tuple(COMPUTES)]
+    by_glob = cu.run_stage(wd, "compute", limit="*.ctlplane.localdomain,!overcloud-novacompute-0",
+                           dry_run=True)
+    assert by_glob.batches == [tuple(COMPUTES[1:])]
+    preview = cu.run_stage(wd, "compute", cu.RunOptions(tags="t", forks=3),
+                           batch_size=2, dry_run=True).preview
+    assert (preview.stage, preview.steps, preview.options.batch_size) == ("compute", (3, 4), 2)
+    assert [(c.batch, c.step, c.hosts) for c in preview.commands] == [
+        (1, 3, tuple(COMPUTES[:2])), (1, 4, tuple(COMPUTES[:2])),
+        (2, 3, tuple(COMPUTES[2:])), (2, 4, tuple(COMPUTES[2:]))]
+    plan_dir = wd / "composable-upgrade" / "plan"
+    assert preview.commands[0].argv[1:] == (
+        "-i", str(plan_dir / "inventory.yaml"), "--limit", ",".join(COMPUTES[:2]),
+        "--tags", "t", "--forks", "3", str(plan_dir / "compute_step3.yaml"))
 
 
 def test_ssh_key_is_given_found_or_none(mini, tmp_path: Path, monkeypatch) -> None:
-    from composable_upgrades.run.execute import ssh_key_env
-
     wd, _ = mini
     fleet_plan = cu.Workdir.at(wd).load_plan()
     real_wd = tmp_path / "real"
@@ -207,10 +190,19 @@ def test_ssh_key_is_given_found_or_none(mini, tmp_path: Path, monkeypatch) -> No
     assert raised.value.option == "--overcloud-ssh-key"
 
 
+def _fake_run(wd: Path, stage: str, **options) -> cu.RunResult:
+    """Progress in the journal of ``wd``, as a run of ``stage`` would leave it."""
+    workdir = cu.Workdir.at(wd)
+    plan = workdir.load_plan()
+    return run_request(plan, plan_run(plan, stage, RunOptions(**options)),
+                       FakeExecutor(), journal=Journal(workdir.state_dir),
+                       sink=cu.HistoryStore(workdir.history_path))
+
+
 def test_prepare_refuses_to_drop_progress(mini, tmp_path: Path) -> None:
     wd, fleet = mini
-    assert cu.run_stage(wd, "controlplane").ok
-    assert cu.run_stage(wd, "compute", limit="overcloud-novacompute-0").ok
+    assert _fake_run(wd, "controlplane").ok
+    assert _fake_run(wd, "compute", limit="overcloud-novacompute-0").ok
     # A new plan that changes only the compute stage keeps controlplane's
     # progress, and refuses while compute's would be lost.
     changed = tmp_path / "changed.yaml"
@@ -232,32 +224,24 @@ def test_prepare_refuses_to_drop_progress(mini, tmp_path: Path) -> None:
         cu.prepare(cu.StackOutputs.from_file(other), wd, fleet=fleet)
 
 
-def test_a_run_with_tags_does_not_finish_the_stage(mini) -> None:
-    wd, _ = mini
-    tagged = cu.run_stage(wd, "controlplane", tags="no_such_tag")
-    assert tagged.ok
-    assert {s.stage: s.state for s in cu.status(wd)}["controlplane"] == "not started"
-    with pytest.raises(cu.StageNotFinishedError):
-        cu.run_stage(wd, "compute")
-
-
-def test_lock_refuses_a_second_run(mini) -> None:
-    wd, _ = mini
+def test_reproduce_script_repeats_the_run_under_the_lock(mini, tmp_path: Path) -> None:
+    wd, fleet = mini
     state = str(wd / "composable-upgrade" / "state")
     with acquire(state, purpose="a test"):
         with pytest.raises(cu.LockedError, match=f"pid {os.getpid()}, a test"):
             cu.run_stage(wd, "controlplane")
-    assert cu.run_stage(wd, "controlplane").ok   # released
-
-
-def test_reproduce_script_repeats_the_run(mini, tmp_path: Path) -> None:
-    wd, fleet = mini
     key = tmp_path / "overcloud-key"
     key.write_text("not a real key\n")
-    result = cu.run_stage(wd, "controlplane", ssh_key=key)
+    preview = cu.run_stage(wd, "controlplane", ssh_key=key, forks=2, dry_run=True).preview
+    result = cu.run_stage(wd, "controlplane", ssh_key=key, forks=2)
+    assert result.ok   # the lock was released
     script = Path(result.reproduce_script)
     text = script.read_text()
-    assert text.count("ansible-playbook") >= 6 and "controlplane_step3.yaml" in text
+    # The script holds the very calls the run made, and the dry run showed.
+    calls = [line for line in text.splitlines() if "ansible-playbook -i" in line]
+    assert calls == [shlex.join(c.argv) for c in preview.commands]
+    assert len(calls) == 6 and "controlplane_step3.yaml" in text
+    assert "--forks 2" in calls[0]
     assert f"export ANSIBLE_PRIVATE_KEY_FILE={key}\n" in text
     assert "export ANSIBLE_HOST_KEY_CHECKING=False\n" in text
     marker = sandbox(fleet, CONTROLLERS[0]) / "mysql-step1"
@@ -266,6 +250,38 @@ def test_reproduce_script_repeats_the_run(mini, tmp_path: Path) -> None:
                           timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]
     assert marker.read_text() == "done\n"
+
+
+def _callbacks(stop_now: bool = False) -> StepCallbacks:
+    return StepCallbacks(task=lambda name: None, record=lambda record: None,
+                         stop_now=lambda: stop_now)
+
+
+def test_ansible_exit_codes_and_cancel(mini, tmp_path: Path) -> None:
+    """ansible-runner (pexpect mode): a failing ansible-playbook reports its
+    exit code and message; one that cannot start is a RunError; the cancel
+    callback stops a step."""
+    wd, _ = mini
+    plan = cu.Workdir.at(wd).load_plan()
+    executor = AnsibleExecutor(plan, str(tmp_path / "run"))
+    executor.start("run-1", "controlplane")
+    job = StepJob(run_id="run-1", stage="controlplane", batch=1, step=1,
+                  hosts=tuple(CONTROLLERS), playbook="no-such-playbook.yaml",
+                  options=RunOptions())
+    broken = executor.run_step(job, _callbacks())
+    assert broken.rc == 1 and not broken.failed and not broken.interrupted
+    assert any("no-such-playbook.yaml could not be found" in line
+               for line in broken.output), broken.output
+    cancelled = executor.run_step(
+        StepJob(**{**job.__dict__, "playbook": "controlplane_step1.yaml"}),
+        _callbacks(stop_now=True))
+    assert cancelled.interrupted and cancelled.rc == 254
+    missing = AnsibleExecutor(plan, str(tmp_path / "run"),
+                              binary=str(tmp_path / "no-ansible-playbook"))
+    with pytest.raises(cu.RunError, match="ansible-playbook not found") as raised:
+        missing.run_step(job, _callbacks())
+    assert (raised.value.stage, raised.value.step, raised.value.rc) == (
+        "controlplane", 1, 127)
 
 
 _RUNNER = textwrap.dedent("""
@@ -292,23 +308,6 @@ def _wait_for(path: Path, timeout: float = 60) -> None:
 def _slow(fleet: cu.Fleet) -> None:
     for host in CONTROLLERS:
         (sandbox(fleet, host) / "slow").touch()
-
-
-def test_first_ctrl_c_finishes_the_step_then_stops(mini) -> None:
-    wd, fleet = mini
-    _slow(fleet)
-    proc = _start_run(wd)
-    _wait_for(sandbox(fleet, CONTROLLERS[0]) / "started-step1")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    result = json.loads(out)
-    assert result["status"] == "interrupted", err
-    assert [s for s, _ in result["steps"]] == [0, 1]
-    assert (sandbox(fleet, CONTROLLERS[0]) / "mysql-step1").exists()
-    assert not (sandbox(fleet, CONTROLLERS[0]) / "started-step2").exists()
-    finished = units(wd)
-    assert ("controlplane", 1, 1, CONTROLLERS[0]) in finished
-    assert not [u for u in finished if u[2] == 2]
 
 
 def test_second_ctrl_c_stops_now(mini) -> None:

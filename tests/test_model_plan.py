@@ -675,21 +675,3 @@ def test_stages_file_not_utf8_is_an_input_file_error(tmp_path):
     assert message.startswith(f"{path}: ") and "UTF-8" in message
     assert "\n" not in message
 
-
-def test_converge_takes_run_stage_options_by_name():
-    import inspect
-
-    from composable_upgrades.run.converge import converge
-    from composable_upgrades.run.execute import run_stage
-
-    ours = inspect.signature(converge).parameters
-    theirs = inspect.signature(run_stage).parameters
-    expected = [name for name in theirs if name not in (
-        "stage", "batch_size", "max_fail_percentage", "dry_run")]
-
-    assert list(ours) == expected
-    assert all(ours[n].kind is inspect.Parameter.KEYWORD_ONLY
-               and ours[n].default == theirs[n].default
-               and ours[n].annotation == theirs[n].annotation
-               for n in expected[1:])
-    assert inspect.signature(converge).return_annotation == "RunResult"

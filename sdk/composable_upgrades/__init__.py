@@ -9,7 +9,10 @@ from composable_upgrades.run.converge import converge
 from composable_upgrades.rehearsal.demo import demo_dependencies_path, demo_outputs, seed_fleet
 from composable_upgrades.planning.dependencies import Dependencies
 from composable_upgrades.views.diff import plan_diff
-from composable_upgrades.run.execute import ProgressEvent, StopRequest, run_stage
+from composable_upgrades.run.events import ProgressEvent, StopRequest
+from composable_upgrades.run.execute import run_stage
+from composable_upgrades.run.options import RunOptions
+from composable_upgrades.run.preview import RunPreview
 from composable_upgrades.errors import (
     DependencyCycleError, HeatError, InputFileError, LockedError, OptionError,
     OutputsError, PlanNotFoundError, RunError, StageError, StageNotFinishedError,
@@ -33,7 +36,7 @@ __all__ = [
     "UpgradePlan", "Stage", "Step", "RolePlay", "build_plan", "plan_upgrade",
     "prepare", "PrepareResult", "PreparedPlan", "Workdir",
     "default_working_dir", "Fleet", "run_stage", "converge", "status",
-    "ProgressEvent", "StopRequest", "demo_outputs", "demo_dependencies_path",
+    "RunOptions", "RunPreview", "ProgressEvent", "StopRequest", "demo_outputs", "demo_dependencies_path",
     "seed_fleet", "check_invariants", "InvariantReport", "Check",
     "History", "HistoryStore", "plan_diff",
     "StageStatus", "RunResult", "StepOutcome", "TaskRecord",

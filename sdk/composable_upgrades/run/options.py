@@ -1,0 +1,93 @@
+"""The options of a run, as one frozen object, and the one place they become
+an ``ansible-playbook`` command line.
+
+:func:`ansible_command` is used for the real run (ansible-runner is given
+exactly its argv), for the reproduce script and for the dry run, so the
+three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What an operator asks of a run (see :func:`.execute.run_stage`).
+
+    ``limit`` narrows the hosts (names, FQDNs, roles, globs; ``!`` excludes);
+    ``tags`` and ``skip_tags`` go to ansible-playbook; ``batch_size`` (``N``
+    or ``N%``) and ``max_fail_percentage`` apply to the batched stages;
+    ``forks`` is Ansible's; ``resume`` skips finished units; ``steps`` (or
+    ``playbooks``, the step playbooks' file names) restrict the steps;
+    ``force`` runs although a needed stage is unfinished.
+    """
+
+    limit: str | Sequence[str] | None = None
+    tags: str | None = None
+    skip_tags: str | None = None
+    batch_size: int | str | None = None
+    max_fail_percentage: float | None = None
+    forks: int | None = None
+    resume: bool = False
+    steps: Sequence[int | str] | None = None
+    playbooks: Sequence[str] | None = None
+    force: bool = False
+
+    @classmethod
+    def build(cls, options: RunOptions | None = None, /,
+              **overrides: Any) -> RunOptions:
+        """``options`` (default: none set) with ``overrides`` by field name.
+
+        A name that is not a field is a ``TypeError``, as for a function's
+        unknown keyword argument.
+        """
+        unknown = sorted(set(overrides) - FIELDS)
+        if unknown:
+            raise TypeError(f"unexpected run option {unknown[0]!r} "
+                            f"(options: {', '.join(sorted(FIELDS))})")
+        return dataclasses.replace(options or cls(), **overrides)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options a run records (``RunResult.options``, the history).
+
+        ``playbooks`` is left out: a plan turns them into ``steps``.
+        """
+        return {"limit": self.limit, "tags": self.tags, "skip_tags": self.skip_tags,
+                "batch_size": self.batch_size,
+                "max_fail_percentage": self.max_fail_percentage,
+                "forks": self.forks, "resume": self.resume,
+                "steps": list(self.steps) if self.steps else None,
+                "force": self.force}
+
+
+#: The names of the fields of :class:`RunOptions`.
+FIELDS = frozenset(f.name for f in dataclasses.fields(RunOptions))
+
+
+def ansible_command(options: RunOptions, *, binary: str, inventory: str,
+                    hosts: Sequence[str], playbook: str) -> list[str]:
+    """The ansible-playbook command line that runs ``playbook`` on ``hosts``."""
+    argv = [binary, "-i", inventory, "--limit", ",".join(hosts)]
+    if options.tags:
+        argv += ["--tags", options.tags]
+    if options.skip_tags:
+        argv += ["--skip-tags", options.skip_tags]
+    if options.forks:
+        argv += ["--forks", str(int(options.forks))]
+    argv.append(playbook)
+    return argv
+
+
+#: Environment of every ansible-playbook run (also in the reproduce script).
+#: ansible-runner turns host key checking off itself; saying so here makes
+#: the reproduce script connect the same way.
+ANSIBLE_ENV: Mapping[str, str] = {
+    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    "ANSIBLE_FORCE_COLOR": "False",
+    "ANSIBLE_NOCOLOR": "True",
+    "ANSIBLE_HOST_KEY_CHECKING": "False",
+}

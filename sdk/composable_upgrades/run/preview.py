@@ -1,0 +1,76 @@
+"""The dry run: what a run would do, as data, and nothing run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from composable_upgrades.errors import RunError
+from composable_upgrades.model.kinds import StageKind
+from composable_upgrades.planning.prepared import PreparedPlan
+from composable_upgrades.run.ansible import AnsibleExecutor, ansible_playbook_binary
+from composable_upgrades.run.options import RunOptions
+from composable_upgrades.run.request import RunRequest
+from composable_upgrades.state.results import RunResult
+
+
+@dataclass(frozen=True)
+class StepCommand:
+    """One ansible-playbook call a run would make: a step of a batch."""
+
+    batch: int
+    step: int | str
+    hosts: tuple[str, ...]
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunPreview:
+    """What a run of ``stage`` would do: its hosts, batches, steps, options,
+    and the ansible-playbook call of each step of each batch, in order.
+
+    ``environment`` is what the run adds to ansible-playbook's (the SSH key);
+    ``execution_nodes`` and ``estimate`` (seconds) are for later executors.
+    """
+
+    stage: str
+    kind: StageKind
+    hosts: tuple[str, ...]
+    batches: tuple[tuple[str, ...], ...]
+    steps: tuple[int | str, ...]
+    options: RunOptions
+    commands: tuple[StepCommand, ...]
+    environment: Mapping[str, str] = field(default_factory=dict)
+    execution_nodes: tuple[str, ...] = ()
+    estimate: float | None = None
+
+
+@dataclass
+class DryRunResult(RunResult):
+    """What ``run_stage(..., dry_run=True)`` returns: a run of nothing, and
+    its :class:`RunPreview`."""
+
+    preview: RunPreview | None = None
+
+
+def preview_run(plan: PreparedPlan, request: RunRequest,
+                env: Mapping[str, str] | None = None) -> RunPreview:
+    """The preview of ``request``: every call that a run without failures
+    would make (a ``resume`` skips the finished units)."""
+    try:
+        binary = ansible_playbook_binary()
+    except RunError:
+        binary = "ansible-playbook"  # the dry run shows it all the same
+    executor = AnsibleExecutor(plan, "", env=env, binary=binary)
+    commands = []
+    for number, batch in enumerate(request.batches, start=1):
+        for step in request.steps:
+            hosts = request.in_play(step, batch)
+            if hosts:
+                job = request.job("", number, step, hosts)
+                commands.append(StepCommand(batch=number, step=step, hosts=hosts,
+                                            argv=tuple(executor.command(job))))
+    return RunPreview(stage=request.stage.name, kind=request.stage.kind,
+                      hosts=request.hosts, batches=request.batches,
+                      steps=request.steps, options=request.options,
+                      commands=tuple(commands), environment=dict(executor.env))
