@@ -1,46 +1,40 @@
 """The real ``openstack overcloud upgrade prepare|plan`` commands, run as users run them.
 
-Each OpenStackClient start costs about a second, so the commands of a check
-run concurrently where they do not depend on each other.
+OpenStackClient runs in the test process (tests.helpers.cli); one smoke test
+per command runs the real ``openstack`` executable.
 """
 
 from __future__ import annotations
 
 import json
+import locale
+import logging
 import os
-import subprocess
+import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import warnings
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import error_line, tree
+from tests.helpers import Result, cli, error_line, tree, upgrade
 
 from composable_upgrades import Workdir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tht18" / "stack-outputs.json"
-OPENSTACK = Path(sys.executable).with_name("openstack")
 SUBDIR = "composable-upgrade"
 STAGES = ["external", "controlplane", "compute", "converge"]
 
 
-def run(args: list[str], home: Path, env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess:
+def run(args: list[str], home: Path, env: dict[str, str] | None = None,
+        process: bool = False) -> Result:
     """``openstack overcloud upgrade <args>`` with HOME=home and no OS_* vars."""
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith("OS_") and k != "OVERCLOUD_STACK_NAME"}
-    environ["HOME"] = str(home)
-    environ.update(env or {})
-    return subprocess.run([str(OPENSTACK), "overcloud", "upgrade", *args],
-                          env=environ, cwd=home, capture_output=True, text=True,
-                          timeout=120)
+    return upgrade(*args, home=home, env=env, process=process)
 
 
 def run_all(commands: list[tuple[list[str], Path, dict[str, str] | None]]
-            ) -> list[subprocess.CompletedProcess]:
-    with ThreadPoolExecutor(max_workers=min(8, len(commands))) as pool:
-        return list(pool.map(lambda c: run(*c), commands))
+            ) -> list[Result]:
+    return [run(*command) for command in commands]
 
 
 def table_first_column(text: str) -> list[str]:
@@ -152,6 +146,31 @@ def test_plan_table_output(prepared):
     assert set(table_first_column(result.stdout)) == {"controlplane"}
 
 
+# -- the real executable --------------------------------------------------------
+
+def test_prepare_smoke_through_the_openstack_executable(prepared, tmp_path):
+    home, _ = prepared
+
+    result = run(["prepare", "--outputs-file", str(FIXTURE), "-f", "json"],
+                 tmp_path, process=True)
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert [r["Stage"] for r in json.loads(result.stdout)] == STAGES
+    assert str(_wd(tmp_path) / SUBDIR / "plan") in result.stderr
+    # the same plan as the in-process run wrote
+    assert tree(_wd(tmp_path) / SUBDIR / "plan") == tree(_wd(home) / SUBDIR / "plan")
+
+
+def test_plan_smoke_through_the_openstack_executable(prepared):
+    home, _ = prepared
+
+    result = run(["plan", "--stage", "compute", "-f", "json"], home, process=True)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == sdk_rows(_wd(home), stage="compute")
+
+
 # -- stack name and working dir ------------------------------------------------
 
 def test_stack_name_from_env_and_option(tmp_path):
@@ -198,8 +217,7 @@ def test_working_dir_option(tmp_path):
 
 
 def test_prepare_help():
-    result = subprocess.run([str(OPENSTACK), "overcloud", "upgrade", "prepare",
-                             "--help"], capture_output=True, text=True, timeout=60)
+    result = cli(["overcloud", "upgrade", "prepare", "--help"])
 
     assert result.returncode == 0, result.stderr
     for option in ("--outputs-file", "--stack", "--working-dir", "--stages-file",
@@ -269,7 +287,7 @@ ERRORS = {
 
 @pytest.fixture(scope="module")
 def error_runs(prepared, tmp_path_factory):
-    """Every error case run once, concurrently, against the prepared HOME."""
+    """Every error case run once against the prepared HOME."""
     home, result = prepared
     assert result.returncode == 0, result.stderr
     inputs = _inputs(tmp_path_factory.mktemp("inputs"))
@@ -297,3 +315,39 @@ def test_user_errors_leave_the_plan_untouched(error_runs, prepared):
     assert "plan/plan.json" in before
     assert after == before
     assert not _wd(home, "never-prepared").exists()
+
+
+# -- in-process runs leave no trace ----------------------------------------------
+
+def _process_state() -> dict:
+    root = logging.getLogger()
+    return {
+        "root handlers": list(root.handlers), "root level": root.level,
+        "logger levels": {name: logging.getLogger(name).level
+                          for name in ("cliff", "stevedore", "requests", "iso8601")},
+        "warnings filters": list(warnings.filters), "environ": dict(os.environ),
+        "cwd": os.getcwd(), "argv": list(sys.argv),
+        "streams": (sys.stdin, sys.stdout, sys.stderr),
+        "sigint": signal.getsignal(signal.SIGINT),
+        "locale": locale.setlocale(locale.LC_ALL),
+    }
+
+
+def test_in_process_runs_leave_the_process_as_they_found_it(prepared, tmp_path):
+    home, _ = prepared
+    before = _process_state()
+
+    runs = [run(["plan", "--stage", "nope"], home),  # a user error
+            run(["plan", "-f", "json", "--debug"], home),
+            run(["plan", "--log-file", str(tmp_path / "log"), "-v"], home,
+                {"OVERCLOUD_STACK_NAME": "overcloud"}),
+            cli(["overcloud", "upgrade", "plan", "--nosuch"], cwd=tmp_path)]
+
+    assert _process_state() == before
+    assert [r.returncode for r in runs] == [1, 0, 0, 2]
+    # each run's log lines went to its own stderr, once
+    assert error_line(runs[0]) == runs[0].stderr.strip()
+    assert "command: overcloud upgrade plan" in runs[1].stderr
+    assert "command: overcloud upgrade plan" not in runs[2].stderr
+    assert "START with options: overcloud upgrade plan --log-file" in \
+        (tmp_path / "log").read_text()

@@ -1,77 +1,106 @@
-"""The run, converge and status commands, as an operator runs them."""
+"""The run, converge and status commands, as an operator runs them.
+
+OpenStackClient runs in the test process (tests.helpers.cli); one smoke test
+per command runs the real ``openstack`` executable. The run on a terminal is
+tests/test_cli_tty.py's.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import composable_upgrades as cu
-from tests.helpers import error_line
+from tests.helpers import error_line, upgrade
 
 MINI = Path(__file__).parent / "fixtures" / "mini-outputs.yaml"
-OPENSTACK = os.path.join(os.path.dirname(sys.executable), "openstack")
-
-
-def cli(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HOME=str(home))
-    env.pop("OVERCLOUD_STACK_NAME", None)
-    return subprocess.run([OPENSTACK, "overcloud", "upgrade", *args],
-                          capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=300)
 
 
 @pytest.fixture
 def prepared(tmp_path: Path) -> tuple[Path, Path]:
     """The mini overcloud prepared through the CLI onto a fleet: (wd, fleet)."""
     wd, fleet = tmp_path / "wd", tmp_path / "fleet"
-    done = cli("prepare", "--outputs-file", str(MINI), "--working-dir", str(wd),
-               "--fleet", str(fleet), home=tmp_path)
+    done = upgrade("prepare", "--outputs-file", str(MINI), "--working-dir", str(wd),
+                   "--fleet", str(fleet), home=tmp_path)
     assert done.returncode == 0, done.stderr
     cu.Fleet.at(fleet).create(cu.Workdir.at(wd).load_plan().hosts)
     return wd, fleet
 
 
+# -- the real executable (its runs on a terminal: tests/test_cli_tty.py) -------
+
 def test_run_needs_yes_without_a_terminal(prepared, tmp_path: Path) -> None:
+    """The run smoke test: stdin is a real pipe, not a terminal."""
     wd, _ = prepared
-    done = cli("run", "--stage", "controlplane", "--working-dir", str(wd), home=tmp_path)
+    done = upgrade("run", "--stage", "controlplane", "--working-dir", str(wd),
+                   home=tmp_path, process=True)
+    assert done.returncode == 1
     assert "pass -y" in error_line(done)
     assert not (wd / "composable-upgrade" / "runs").exists()
 
 
+def test_converge_smoke_through_the_openstack_executable(prepared, tmp_path: Path
+                                                         ) -> None:
+    wd, _ = prepared
+    refused = upgrade("converge", "-y", "--working-dir", str(wd), home=tmp_path,
+                      process=True)
+    assert refused.returncode == 1
+    assert error_line(refused) == (
+        "stage 'controlplane' is not finished (2 hosts pending: "
+        "overcloud-controller-0, overcloud-controller-1); finish it before "
+        "converge, or pass --force")
+    assert not (wd / "composable-upgrade" / "runs").exists()
+
+
+def test_status_smoke_through_the_openstack_executable(prepared, tmp_path: Path
+                                                       ) -> None:
+    wd, _ = prepared
+    real = upgrade("status", "--working-dir", str(wd), "-f", "json", home=tmp_path,
+                   process=True)
+    assert real.returncode == 0, real.stderr
+    rows = json.loads(real.stdout)
+    assert [(r["Stage"], r["State"], r["Hosts"], r["Pending"]) for r in rows] == [
+        ("controlplane", "not started", 2, 2), ("compute", "not started", 4, 4),
+        ("converge", "not started", 6, 6)]
+    # the in-process run prints the same
+    assert upgrade("status", "--working-dir", str(wd), "-f", "json",
+                   home=tmp_path).stdout == real.stdout
+
+
+# -- in-process ------------------------------------------------------------------
+
+
 def test_ssh_user_and_key_options(tmp_path: Path) -> None:
     wd = tmp_path / "wd"
-    done = cli("prepare", "--outputs-file", str(MINI), "--working-dir", str(wd),
-               "--overcloud-ssh-user", "heat-admin", home=tmp_path)
+    done = upgrade("prepare", "--outputs-file", str(MINI), "--working-dir", str(wd),
+                   "--overcloud-ssh-user", "heat-admin", home=tmp_path)
     assert done.returncode == 0, done.stderr
     inventory = (wd / "composable-upgrade" / "plan" / "inventory.yaml").read_text()
     assert "ansible_ssh_user: heat-admin" in inventory
     assert "tripleo-admin" not in inventory
     missing = tmp_path / "no-such-key"
     for verb in (["run", "--stage", "controlplane"], ["converge"]):
-        refused = cli(*verb, "-y", "--dry-run" if verb[0] == "run" else "--force",
-                      "--working-dir", str(wd), "--overcloud-ssh-key", str(missing),
-                      home=tmp_path)
+        refused = upgrade(*verb, "-y", "--dry-run" if verb[0] == "run" else "--force",
+                          "--working-dir", str(wd), "--overcloud-ssh-key", str(missing),
+                          home=tmp_path)
         assert error_line(refused) == f"--overcloud-ssh-key {missing}: no such file"
     assert not (wd / "composable-upgrade" / "runs").exists()
 
 
 def test_run_converge_status_through_the_cli(prepared, tmp_path: Path) -> None:
     wd, fleet = prepared
-    dry = cli("run", "--stage", "compute", "--batch-size", "50%", "--dry-run",
-              "--working-dir", str(wd), "-f", "json", home=tmp_path)
+    dry = upgrade("run", "--stage", "compute", "--batch-size", "50%", "--dry-run",
+                  "--working-dir", str(wd), "-f", "json", home=tmp_path)
     assert dry.returncode == 0, dry.stderr
     assert [row["Batch"] for row in json.loads(dry.stdout)] == [1, 2]
 
-    refused = cli("run", "--stage", "compute", "-y", "--working-dir", str(wd), home=tmp_path)
+    refused = upgrade("run", "--stage", "compute", "-y", "--working-dir", str(wd), home=tmp_path)
     assert "'controlplane' is not finished" in error_line(refused)
 
-    control = cli("run", "--stage", "controlplane", "-y", "--working-dir", str(wd),
-                  "--fleet", str(fleet), "-f", "json", home=tmp_path)
+    control = upgrade("run", "--stage", "controlplane", "-y", "--working-dir", str(wd),
+                      "--fleet", str(fleet), "-f", "json", home=tmp_path)
     assert control.returncode == 0, control.stderr
     rows = json.loads(control.stdout)
     hosts = {row["Host"]: row for row in rows}
@@ -79,41 +108,41 @@ def test_run_converge_status_through_the_cli(prepared, tmp_path: Path) -> None:
     assert float(hosts["elapsed (s)"]["Step 1"]) > 0
     assert "ansible-playbook-command.sh" in control.stderr
 
-    wrong_fleet = cli("run", "--stage", "compute", "-y", "--working-dir", str(wd),
-                      "--fleet", str(tmp_path / "other"), home=tmp_path)
+    wrong_fleet = upgrade("run", "--stage", "compute", "-y", "--working-dir", str(wd),
+                          "--fleet", str(tmp_path / "other"), home=tmp_path)
     assert "does not match the fleet" in error_line(wrong_fleet)
 
-    step3 = cli("run", "--stage", "compute", "-y", "--working-dir", str(wd),
-                "--playbook", "compute_step3.yaml", "--limit", "Compute", home=tmp_path)
+    step3 = upgrade("run", "--stage", "compute", "-y", "--working-dir", str(wd),
+                    "--playbook", "compute_step3.yaml", "--limit", "Compute", home=tmp_path)
     assert step3.returncode == 0, step3.stderr
     assert (fleet / "overcloud-novacompute-2" / "nova_compute-step3").exists()
     assert not (fleet / "overcloud-novacompute-2" / "nova_compute-step4").exists()
 
     cu.Fleet.at(fleet).inject_fault("overcloud-novacompute-1", "compute", 4)
-    failed = cli("run", "--stage", "compute", "-y", "--resume", "--batch-size", "2",
-                 "--working-dir", str(wd), home=tmp_path)
+    failed = upgrade("run", "--stage", "compute", "-y", "--resume", "--batch-size", "2",
+                     "--working-dir", str(wd), home=tmp_path)
     assert failed.returncode == 1
     assert "overcloud-novacompute-1: failed at step 4" in failed.stderr
 
-    status = cli("status", "--working-dir", str(wd), "-f", "json", home=tmp_path)
+    status = upgrade("status", "--working-dir", str(wd), "-f", "json", home=tmp_path)
     by_stage = {row["Stage"]: row for row in json.loads(status.stdout)}
     assert by_stage["controlplane"]["State"] == "finished"
     assert by_stage["compute"]["State"] == "failed"
     assert by_stage["compute"]["Failed"] == 1
 
     # Batch 1 failed, so batch 2 never ran its step 4: three hosts pending.
-    refused = cli("converge", "-y", "--working-dir", str(wd), home=tmp_path)
+    refused = upgrade("converge", "-y", "--working-dir", str(wd), home=tmp_path)
     assert ("'compute' is not finished (3 hosts pending: overcloud-novacompute-1, "
             "overcloud-novacompute-2, overcloud-novacompute-3)") in error_line(refused)
 
     cu.Fleet.at(fleet).clear_faults()
-    resumed = cli("run", "--stage", "compute", "-y", "--resume",
-                  "--working-dir", str(wd), home=tmp_path)
+    resumed = upgrade("run", "--stage", "compute", "-y", "--resume",
+                      "--working-dir", str(wd), home=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    converged = cli("converge", "-y", "--working-dir", str(wd), home=tmp_path)
+    converged = upgrade("converge", "-y", "--working-dir", str(wd), home=tmp_path)
     assert converged.returncode == 0, converged.stderr
     states = {row["Stage"]: row["State"] for row in json.loads(
-        cli("status", "--working-dir", str(wd), "-f", "json", home=tmp_path).stdout)}
+        upgrade("status", "--working-dir", str(wd), "-f", "json", home=tmp_path).stdout)}
     assert states == {"controlplane": "finished", "compute": "finished",
                       "converge": "finished"}
 
@@ -127,7 +156,7 @@ def test_run_errors_are_one_line(prepared, tmp_path: Path) -> None:
         (["--stage", "compute", "--batch-size", "many"], "--batch-size 'many'"),
         (["--stage", "compute", "--playbook", "nosuch.yaml"], "not a step playbook"),
     ]:
-        done = cli("run", *args, "-y", "--working-dir", str(wd), home=tmp_path)
+        done = upgrade("run", *args, "-y", "--working-dir", str(wd), home=tmp_path)
         assert expected in error_line(done), args
-    missing = cli("status", "--working-dir", str(tmp_path / "nothing"), home=tmp_path)
+    missing = upgrade("status", "--working-dir", str(tmp_path / "nothing"), home=tmp_path)
     assert "no upgrade plan here" in error_line(missing)

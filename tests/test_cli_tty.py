@@ -1,17 +1,21 @@
-"""The run command on a terminal: the confirmation prompt and the progress bar."""
+"""The run command on a terminal: the confirmation prompt and the progress bar.
+
+The real ``openstack`` on a real pty (pexpect), not in-process: what a
+terminal shows is the point, and these are also the real executable's runs
+that execute a stage end to end.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pexpect
 
 import composable_upgrades as cu
+from tests.helpers import OPENSTACK
 
 MINI = Path(__file__).parent / "fixtures" / "mini-outputs.yaml"
-OPENSTACK = os.path.join(os.path.dirname(sys.executable), "openstack")
 
 
 def _prepared(tmp_path: Path) -> Path:
@@ -24,7 +28,7 @@ def _prepared(tmp_path: Path) -> Path:
 
 def _spawn(*args: str, home: Path) -> pexpect.spawn:
     env = dict(os.environ, HOME=str(home), COLUMNS="120")
-    return pexpect.spawn(OPENSTACK, ["overcloud", "upgrade", *args], env=env,
+    return pexpect.spawn(str(OPENSTACK), ["overcloud", "upgrade", *args], env=env,
                          encoding="utf-8", timeout=120, dimensions=(40, 120))
 
 

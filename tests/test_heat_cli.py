@@ -6,7 +6,8 @@ whether the SDK reads Heat or the real ``openstack overcloud upgrade
 prepare`` does, with ``--heat-url`` or with OpenStackClient credentials.
 Only keystone is played, by a stand-in (tests.heatserver.fake_keystone)
 whose catalog points at the real Heat: Heat's noauth pipeline takes any
-token.
+token. OpenStackClient runs in the test process (tests.helpers.cli); the
+real executable's smoke test is tests/test_cli.py's.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import os
 import re
 import secrets
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +27,9 @@ import composable_upgrades
 from composable_upgrades import StackOutputs
 from tests.heatserver import HeatServer
 from tests.heatserver.fake_keystone import PROJECT_ID, FakeKeystone
-from tests.helpers import error_line, tree
+from tests.helpers import Result, cli, error_line, operator_env, tree
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tht18" / "stack-outputs.json"
-OPENSTACK = Path(sys.executable).with_name("openstack")
 PLAN = Path("composable-upgrade") / "plan"
 
 #: The module's stacks; unique names keep them apart from other modules'
@@ -58,20 +56,13 @@ def closed_port() -> int:
 
 
 def openstack(args: list[str], tmp: Path,
-              env: dict[str, str] | None = None
-              ) -> subprocess.CompletedProcess:
-    """The real ``openstack <args>``: HOME=<tmp>/home (OSC writes a cache
-    there), no OS_* variables but ``env``'s, no clouds.yaml unless ``env``
-    names one."""
+              env: dict[str, str] | None = None) -> Result:
+    """``openstack <args>``: HOME=<tmp>/home (OSC writes a cache there), no
+    OS_* variables but ``env``'s, no clouds.yaml unless ``env`` names one."""
     home = tmp / "home"
     home.mkdir(exist_ok=True)
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith("OS_") and k != "OVERCLOUD_STACK_NAME"}
-    environ["HOME"] = str(home)
-    environ["OS_CLIENT_CONFIG_FILE"] = str(home / "no-clouds.yaml")
-    environ.update(env or {})
-    return subprocess.run([str(OPENSTACK), *args], env=environ, cwd=home,
-                          capture_output=True, text=True, timeout=120)
+    return cli(args, cwd=home, env=operator_env(home, {
+        "OS_CLIENT_CONFIG_FILE": str(home / "no-clouds.yaml"), **(env or {})}))
 
 
 def prepare_args(stack: str, working_dir: Path, *extra: str) -> list[str]:

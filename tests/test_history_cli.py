@@ -1,8 +1,11 @@
-"""``openstack overcloud upgrade history`` and ``plan diff``, run through cliff."""
+"""``openstack overcloud upgrade history`` and ``plan diff``.
+
+OpenStackClient runs in the test process (tests.helpers.cli); one smoke test
+per command runs the real ``openstack`` executable.
+"""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from datetime import datetime
@@ -11,38 +14,32 @@ from typing import Any
 
 import pytest
 import yaml
-from osc_lib import exceptions
 
 import composable_upgrades as cu
 from composable_upgrades.state.results import RunResult, TaskRecord
 from composable_upgrades.state.store import HistoryStore
-from tripleoclient_upgrade.history import PlanDiff, RunHistory
+from tests.helpers import Result, cli, error_line
 
 CONTROLLERS = ["overcloud-controller-0", "overcloud-controller-1"]
 
-
-class FakeApp:
-    """What cliff commands use of the application: its output streams."""
-
-    def __init__(self) -> None:
-        self.stdout = io.StringIO()
-        self.stderr = io.StringIO()
+pytestmark = pytest.mark.usefixtures("operator_home")
 
 
-def run_command(command_class: type, argv: list[str]) -> tuple[int, str, str]:
-    """Parse ``argv`` and run the command as cliff does: (status, stdout, stderr)."""
-    app = FakeApp()
-    command = command_class(app, None)
-    parsed = command.get_parser("openstack overcloud upgrade").parse_args(argv)
-    status = command.run(parsed)
-    return status, app.stdout.getvalue(), app.stderr.getvalue()
+def command(*args: str, process: bool = False) -> Result:
+    """``openstack overcloud upgrade <args>`` in this process's environment."""
+    return cli(["overcloud", "upgrade", *args], process=process)
 
 
-def take_action(command_class: type, argv: list[str]) -> tuple[list[str], list[tuple]]:
-    command = command_class(FakeApp(), None)
-    parsed = command.get_parser("openstack overcloud upgrade").parse_args(argv)
-    columns, rows = command.take_action(parsed)
-    return list(columns), list(rows)
+def table(*args: str) -> tuple[list[str], list[tuple]]:
+    """The table ``-f json`` prints: its columns (none when it is empty) and rows."""
+    done = command(*args, "-f", "json")
+    assert done.returncode == 0, done.stderr
+    return json_table(done.stdout)
+
+
+def json_table(text: str) -> tuple[list[str], list[tuple]]:
+    rows = json.loads(text)
+    return (list(rows[0]) if rows else []), [tuple(row.values()) for row in rows]
 
 
 # -- history -----------------------------------------------------------------
@@ -84,7 +81,7 @@ def history(tmp_path: Path) -> Path:
 
 
 def test_history_lists_one_row_per_run_oldest_first(history: Path) -> None:
-    columns, rows = take_action(RunHistory, ["--working-dir", str(history)])
+    columns, rows = table("history", "--working-dir", str(history))
     assert columns == ["Run", "Kind", "Stage", "Status", "Started", "Duration (s)",
                        "Hosts", "Failed hosts", "Tasks", "Plan", "Notes"]
     assert len(rows) == 2
@@ -97,8 +94,7 @@ def test_history_lists_one_row_per_run_oldest_first(history: Path) -> None:
 
 
 def test_history_of_one_run_lists_its_tasks(history: Path) -> None:
-    columns, rows = take_action(RunHistory, ["--working-dir", str(history),
-                                             "--run", RUN_ID])
+    columns, rows = table("history", "--working-dir", str(history), "--run", RUN_ID)
     assert columns == ["Batch", "Step", "Host", "Role", "Service", "Task", "Action",
                        "Status", "Start", "Duration (s)", "Message"]
     assert rows == [
@@ -112,16 +108,15 @@ def test_history_of_one_run_lists_its_tasks(history: Path) -> None:
 
 
 def test_history_json_parses_back(history: Path) -> None:
-    status, out, err = run_command(RunHistory, ["--working-dir", str(history),
-                                                "-f", "json"])
-    assert (status, err) == (0, "")
-    runs = json.loads(out)
+    done = command("history", "--working-dir", str(history), "-f", "json")
+    assert (done.returncode, done.stderr) == (0, "")
+    runs = json.loads(done.stdout)
     assert [r["Run"] for r in runs][1] == RUN_ID
     assert runs[1]["Tasks"] == 3 and runs[1]["Failed hosts"] == 1
     assert runs[0]["Stage"] is None
-    status, out, _ = run_command(RunHistory, ["--working-dir", str(history),
-                                              "--run", RUN_ID, "-f", "json"])
-    tasks = json.loads(out)
+    done = command("history", "--working-dir", str(history), "--run", RUN_ID,
+                   "-f", "json")
+    tasks = json.loads(done.stdout)
     assert [(t["Host"], t["Step"], t["Status"]) for t in tasks] == [
         (CONTROLLERS[0], 1, "changed"), (CONTROLLERS[1], 1, "changed"),
         (CONTROLLERS[1], 3, "failed")]
@@ -129,23 +124,23 @@ def test_history_json_parses_back(history: Path) -> None:
 
 
 def test_history_table_and_value_formats(history: Path) -> None:
-    _, out, _ = run_command(RunHistory, ["--working-dir", str(history), "-f", "value",
-                                         "-c", "Run", "-c", "Status"])
+    out = command("history", "--working-dir", str(history), "-f", "value",
+                  "-c", "Run", "-c", "Status").stdout
     assert out.splitlines()[1] == f"{RUN_ID} failed"
-    _, out, _ = run_command(RunHistory, ["--working-dir", str(history)])
+    out = command("history", "--working-dir", str(history)).stdout
     assert "| Run " in out and RUN_ID in out
 
 
 def test_history_unknown_run_is_a_one_line_command_error(history: Path) -> None:
-    with pytest.raises(exceptions.CommandError) as caught:
-        take_action(RunHistory, ["--working-dir", str(history), "--run", "nope"])
-    message = str(caught.value)
+    done = command("history", "--working-dir", str(history), "--run", "nope")
+    message = error_line(done)  # one line, no traceback
+    assert done.returncode == 1 and done.stdout == ""
     assert "no run 'nope' in the run history" in message
-    assert RUN_ID in message and "\n" not in message
+    assert RUN_ID in message
 
 
 def test_history_of_a_stack_without_history_is_empty(tmp_path: Path) -> None:
-    assert take_action(RunHistory, ["--working-dir", str(tmp_path)])[1] == []
+    assert table("history", "--working-dir", str(tmp_path))[1] == []
     assert not (tmp_path / "composable-upgrade").exists()
 
 
@@ -156,8 +151,20 @@ def test_history_defaults_to_the_stack_working_dir(history: Path, tmp_path: Path
                     home / "overcloud-deploy" / "mystack" / "composable-upgrade")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("OVERCLOUD_STACK_NAME", raising=False)
-    assert len(take_action(RunHistory, ["--stack", "mystack"])[1]) == 2
-    assert take_action(RunHistory, [])[1] == []  # stack 'overcloud'
+    assert len(table("history", "--stack", "mystack")[1]) == 2
+    assert table("history")[1] == []  # stack 'overcloud'
+    monkeypatch.setenv("OVERCLOUD_STACK_NAME", "mystack")
+    assert len(table("history")[1]) == 2
+
+
+def test_history_smoke_through_the_openstack_executable(history: Path) -> None:
+    args = ("history", "--working-dir", str(history), "--run", RUN_ID, "-f", "json")
+    real = command(*args, process=True)
+    assert (real.returncode, real.stderr) == (0, "")
+    columns, rows = json_table(real.stdout)
+    assert columns[:3] == ["Batch", "Step", "Host"]
+    assert [row[7] for row in rows] == ["changed", "changed", "failed"]
+    assert command(*args).stdout == real.stdout  # in-process: the same
 
 
 # -- plan diff -----------------------------------------------------------------
@@ -200,16 +207,18 @@ EXPECTED_DIFF = [
 
 
 def test_plan_diff_compares_the_previous_plan_with_the_current(two_plans: Path) -> None:
-    columns, rows = take_action(PlanDiff, ["--working-dir", str(two_plans)])
+    columns, rows = table("plan", "diff", "--working-dir", str(two_plans))
     assert columns == ["Change", "Stage", "Role", "Service", "Task", "Old step",
                        "New step", "Old stage"]
     assert rows == EXPECTED_DIFF
 
 
 def test_plan_diff_json_parses_back_and_notes_the_plans(two_plans: Path) -> None:
-    status, out, err = run_command(PlanDiff, ["--working-dir", str(two_plans),
-                                              "-f", "json"])
-    assert status == 0
+    """The plan diff smoke test: the real ``openstack`` executable."""
+    done = command("plan", "diff", "--working-dir", str(two_plans), "-f", "json",
+                   process=True)
+    assert done.returncode == 0, done.stderr
+    out, err = done.stdout, done.stderr
     changes = json.loads(out)
     assert [(c["Change"], c["Task"], c["Old step"], c["New step"]) for c in changes] \
         == [(r[0], r[4], r[5], r[6]) for r in EXPECTED_DIFF]
@@ -223,24 +232,24 @@ def test_plan_diff_of_named_plan_folders(two_plans: Path, tmp_path: Path) -> Non
     workdir = cu.Workdir.at(two_plans)
     old = shutil.copytree(workdir.previous_plan_dir, tmp_path / "old-plan")
     new = shutil.copytree(workdir.plan_dir, tmp_path / "new-plan")
-    base = ["--working-dir", str(two_plans)]
-    assert take_action(PlanDiff, base + [str(old), str(new)])[1] == EXPECTED_DIFF
-    assert take_action(PlanDiff, base + [str(old)])[1] == EXPECTED_DIFF
-    backwards = take_action(PlanDiff, base + [str(new), str(old)])[1]
+    base = ["plan", "diff", "--working-dir", str(two_plans)]
+    assert table(*base, str(old), str(new))[1] == EXPECTED_DIFF
+    assert table(*base, str(old))[1] == EXPECTED_DIFF
+    backwards = table(*base, str(new), str(old))[1]
     assert sorted(r[0] for r in backwards) == [
         "service removed", "task added", "task moved", "task removed"]
-    assert take_action(PlanDiff, base + [str(new / "plan.json"), str(new)])[1] == []
+    assert table(*base, str(new / "plan.json"), str(new))[1] == []
 
 
 def test_plan_diff_errors_are_one_line(two_plans: Path, tmp_path: Path) -> None:
-    with pytest.raises(exceptions.CommandError, match="no upgrade plan here"):
-        take_action(PlanDiff, ["--working-dir", str(tmp_path / "empty")])
+    empty = command("plan", "diff", "--working-dir", str(tmp_path / "empty"))
+    assert "no upgrade plan here" in error_line(empty)
     once = tmp_path / "once"
     path = tmp_path / "outputs.yaml"
     path.write_text(yaml.safe_dump(outputs(1)))
     cu.prepare(cu.StackOutputs.from_file(path), once)
-    with pytest.raises(exceptions.CommandError, match="no previous plan"):
-        take_action(PlanDiff, ["--working-dir", str(once)])
-    with pytest.raises(exceptions.CommandError, match="no upgrade plan here") as caught:
-        take_action(PlanDiff, ["--working-dir", str(two_plans), str(tmp_path / "none")])
-    assert str(tmp_path / "none") in str(caught.value)
+    assert "no previous plan" in error_line(
+        command("plan", "diff", "--working-dir", str(once)))
+    none = error_line(command("plan", "diff", "--working-dir", str(two_plans),
+                              str(tmp_path / "none")))
+    assert "no upgrade plan here" in none and str(tmp_path / "none") in none

@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the SDK is imported only when a command runs
-    from composable_upgrades import Fleet
+    from composable_upgrades import Fleet, RunOptions
 
 
 def add_stack(parser: argparse.ArgumentParser) -> None:
@@ -44,12 +44,26 @@ def add_fleet(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--fleet", metavar="DIR", help=help_text)
 
 
+def add_fleet_transport(parser: argparse.ArgumentParser) -> None:
+    """``--fleet-transport`` and ``--fleet-ssh-port``: how a fleet is reached."""
+    parser.add_argument(
+        "--fleet-transport", choices=("local", "ssh"), default="local",
+        help="With --fleet: reach every host through a local connection "
+             "(default), or over real SSH at a loopback address of its own "
+             "(127.0.0.2, 127.0.0.3, ...) as --overcloud-ssh-user, with sudo.")
+    parser.add_argument(
+        "--fleet-ssh-port", type=int, default=22, metavar="PORT",
+        help="With --fleet-transport ssh: the port sshd listens on (default 22).")
+
+
 def fleet(parsed_args: argparse.Namespace) -> Fleet | None:
     """The rehearsal fleet the arguments ask for, or None."""
     if not parsed_args.fleet:
         return None
     from composable_upgrades import Fleet
-    return Fleet.at(parsed_args.fleet)
+    return Fleet.at(parsed_args.fleet,
+                    transport=getattr(parsed_args, "fleet_transport", "local"),
+                    ssh_port=getattr(parsed_args, "fleet_ssh_port", 22))
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -82,9 +96,24 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
              "rehearsal fleet).")
 
 
-def run_arguments(parsed_args: argparse.Namespace) -> dict[str, Any]:
-    """The SDK keyword arguments of the options :func:`add_run_options` adds."""
-    return {"limit": parsed_args.limit, "tags": parsed_args.tags,
-            "skip_tags": parsed_args.skip_tags, "forks": parsed_args.ansible_forks,
-            "resume": parsed_args.resume, "playbooks": parsed_args.playbook,
-            "fleet": parsed_args.fleet, "ssh_key": parsed_args.overcloud_ssh_key}
+def add_dry_run(parser: argparse.ArgumentParser) -> None:
+    """``--dry-run``: show what a run would do and run nothing."""
+    parser.add_argument("--dry-run", action="store_true", default=False,
+                        help="Show the batches and the ansible-playbook calls "
+                             "that would run; run nothing.")
+
+
+def run_options(parsed_args: argparse.Namespace, **more: Any) -> RunOptions:
+    """The SDK's ``RunOptions`` of the options :func:`add_run_options` adds,
+    and ``more`` of them from the command's own (``force``, ``batch_size``)."""
+    from composable_upgrades import RunOptions
+
+    return RunOptions(limit=parsed_args.limit, tags=parsed_args.tags,
+                      skip_tags=parsed_args.skip_tags, forks=parsed_args.ansible_forks,
+                      resume=parsed_args.resume, playbooks=parsed_args.playbook,
+                      **more)
+
+
+def run_place(parsed_args: argparse.Namespace) -> dict[str, Any]:
+    """The SDK keywords that say where a run goes: fleet and SSH key."""
+    return {"fleet": parsed_args.fleet, "ssh_key": parsed_args.overcloud_ssh_key}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tripleoclient_upgrade import options
 from tripleoclient_upgrade.command import Table, UpgradeLister
+
+if TYPE_CHECKING:  # the SDK is imported only when a command runs
+    from composable_upgrades.run.preview import RunPreview
 
 
 class Prepare(UpgradeLister):
@@ -58,6 +61,7 @@ class Prepare(UpgradeLister):
                  "else the built-in TripleO tasks.")
         options.add_fleet(parser, "Prepare for a rehearsal on a local fleet: "
                           "every host becomes a local sandbox under DIR.")
+        options.add_fleet_transport(parser)
         parser.add_argument(
             "--overcloud-ssh-user", default="tripleo-admin", metavar="USER",
             help="User the inventory reaches the overcloud hosts as "
@@ -202,16 +206,25 @@ class _RunCommand(UpgradeLister):
         for note in result.notes:
             self.note(f"note: {note}")
         if result.status == "dry-run":
-            self.note(f"dry run: {len(result.batches)} batches would run; "
-                      "nothing was run")
-            return (["Batch", "Hosts"],
-                    [(i, ", ".join(b)) for i, b in enumerate(result.batches, 1)])
+            return self.preview(result.preview)
         self.note(f"stage {result.stage}: {result.status} in "
                   f"{result.duration:.1f}s; reproduce with "
                   f"{result.reproduce_script}")
         if not result.ok:
             self.exit_status = 1
         return result.outcome_table()
+
+    def preview(self, preview: RunPreview) -> Table:
+        """A dry run: the ansible-playbook calls on stderr, the batches as rows."""
+        import shlex
+
+        for command in preview.commands:
+            self.note(f"batch {command.batch}, step {command.step}: "
+                      f"{shlex.join(command.argv)}")
+        self.note(f"dry run: {len(preview.batches)} batches would run; "
+                  "nothing was run")
+        return (["Batch", "Hosts"],
+                [(i, ", ".join(b)) for i, b in enumerate(preview.batches, 1)])
 
 
 class Run(_RunCommand):
@@ -240,8 +253,7 @@ class Run(_RunCommand):
             "--max-fail-percentage", type=float, metavar="P",
             help="Keep going while at most P%% of a batch's hosts failed "
                  "(default 0: any failure stops the stage).")
-        parser.add_argument("--dry-run", action="store_true", default=False,
-                            help="Show the batches that would run; run nothing.")
+        options.add_dry_run(parser)
         parser.add_argument("--force", action="store_true", default=False,
                             help="Run even though the controlplane stage is "
                                  "unfinished.")
@@ -253,12 +265,13 @@ class Run(_RunCommand):
 
         _confirm(self, parsed_args,
                  f"Upgrade stage {parsed_args.stage} of stack {parsed_args.stack}?")
+        run_options = options.run_options(
+            parsed_args, force=parsed_args.force, batch_size=parsed_args.batch_size,
+            max_fail_percentage=parsed_args.max_fail_percentage)
         return self.execute(parsed_args, lambda show: run_stage(
-            options.working_dir(parsed_args), parsed_args.stage,
-            batch_size=parsed_args.batch_size,
-            max_fail_percentage=parsed_args.max_fail_percentage,
-            force=parsed_args.force, dry_run=parsed_args.dry_run,
-            progress=show, **options.run_arguments(parsed_args)))
+            options.working_dir(parsed_args), parsed_args.stage, run_options,
+            dry_run=parsed_args.dry_run, progress=show,
+            **options.run_place(parsed_args)))
 
 
 class Converge(_RunCommand):
@@ -276,6 +289,7 @@ class Converge(_RunCommand):
         parser.add_argument("--force", action="store_true", default=False,
                             help="Converge even though an upgrade stage is "
                                  "unfinished (says which).")
+        options.add_dry_run(parser)
         options.add_yes(parser, "converging")
         return parser
 
@@ -284,8 +298,10 @@ class Converge(_RunCommand):
 
         _confirm(self, parsed_args, f"Converge the upgrade of stack {parsed_args.stack}?")
         return self.execute(parsed_args, lambda show: converge(
-            options.working_dir(parsed_args), force=parsed_args.force,
-            progress=show, **options.run_arguments(parsed_args)))
+            options.working_dir(parsed_args),
+            options.run_options(parsed_args, force=parsed_args.force),
+            dry_run=parsed_args.dry_run, progress=show,
+            **options.run_place(parsed_args)))
 
 
 class Status(UpgradeLister):
