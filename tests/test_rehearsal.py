@@ -9,6 +9,7 @@ from pathlib import Path
 
 from composable_upgrades.planning import plan
 from composable_upgrades.planning import noop as rehearsal
+from composable_upgrades.planning import noop_tasks
 from composable_upgrades.model.deployment import make_tasks
 from composable_upgrades.formats.serialize import to_yaml
 from tests.tripleo_reference import ansible_playbook
@@ -54,6 +55,6 @@ def test_noop_runs_with_jinja_in_task_names(tmp_path: Path) -> None:
 
 
 def test_unattributed_is_the_plans() -> None:
-    assert rehearsal.UNATTRIBUTED is plan.UNATTRIBUTED
+    assert noop_tasks.UNATTRIBUTED is plan.UNATTRIBUTED
     body = rehearsal.noop_task(_tasks()[0], 3).body
     assert plan.UNATTRIBUTED in body["ansible.builtin.debug"]["msg"]

@@ -19,14 +19,15 @@ stack's ``UpgradeConverge`` output, else the built-in TripleO default.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from composable_upgrades.errors import InputFileError, OutputsError
 from composable_upgrades.model.deployment import CONVERGE_OUTPUT, Deployment, Task, make_tasks
-from composable_upgrades.formats.serialize import load_yaml, load_yaml_file
+from composable_upgrades.planning.noop_tasks import noop_task
+from composable_upgrades.formats.package_data import load_package_yaml
+from composable_upgrades.formats.serialize import load_yaml_file
 
 _KEYS = {"rpc_unpin_tasks", "unmanaged_packages", "package_tasks",
          "kernel_check_tasks", "reboot_tasks"}
@@ -40,6 +41,13 @@ class ConvergeWork:
     phases: tuple[tuple[str, tuple[Task, ...]], ...]
     unmanaged_packages: tuple[str, ...]
     source: str
+    from_outputs: bool = False
+
+    def recorded(self) -> ConvergeWork:
+        """The same work with every task a no-op that records itself."""
+        return replace(self, phases=tuple(
+            (phase, tuple(noop_task(t, phase) for t in tasks))
+            for phase, tasks in self.phases))
 
 
 def load_converge_work(deployment: Deployment,
@@ -55,8 +63,7 @@ def load_converge_work(deployment: Deployment,
         error = _outputs_error(deployment.source)
     else:
         source = BUILTIN
-        spec = load_yaml(resources.files("composable_upgrades.data")
-                         .joinpath("converge.yaml").read_text(encoding="utf-8"))
+        spec = load_package_yaml("converge.yaml")
         error = _file_error(source)
     unknown = sorted(str(key) for key in set(spec) - _KEYS)
     if unknown:
@@ -90,7 +97,8 @@ def load_converge_work(deployment: Deployment,
         ("reboot", tasks("kernel_check_tasks", reboot_list, "reboot_tasks")),
     )
     return ConvergeWork(phases=phases, unmanaged_packages=tuple(packages),
-                        source=source)
+                        source=source,
+                        from_outputs=path is None and deployment.converge_spec is not None)
 
 
 def _file_error(source: str):

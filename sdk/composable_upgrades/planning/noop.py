@@ -11,46 +11,17 @@ upgrade without touching anything.
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
-from typing import Any
 
-from composable_upgrades.errors import UpgradeError
-from composable_upgrades.model.deployment import Task
-from composable_upgrades.planning.plan import UNATTRIBUTED, RolePlay, Stage, Step, UpgradePlan
-
-_END_RAW = re.compile(r"\{%[-+]?\s*endraw\s*[-+]?%\}")
-
-
-def _raw(text: str) -> str:
-    """Text that Ansible shows as is, braces included."""
-    return "{% raw %}" + _END_RAW.sub("", text) + "{% endraw %}"
-
-
-def noop_task(task: Task, step: int | str) -> Task:
-    """The no-op that stands for ``task`` at ``step``."""
-    when = task.body.get("when")
-    conditions = [when] if isinstance(when, (str, bool)) else list(when or [])
-    # Ansible templates the message: what comes from the outputs stays raw.
-    service = _raw(task.service) if task.service else UNATTRIBUTED
-    record = (f"rehearsal | step {step} | {service} | {_raw(task.name)} | "
-              "on {{ inventory_hostname }}")
-    body: dict[str, Any] = {
-        "name": task.name,
-        "ansible.builtin.debug": {"msg": record},
-    }
-    if conditions:
-        body["vars"] = {"rehearsal_conditions": [_raw(str(c)) for c in conditions]}
-    if task.tags:
-        body["tags"] = list(task.tags)
-    return replace(task, body=body)
-
+from composable_upgrades.errors import FleetError
+from composable_upgrades.planning.noop_tasks import noop_task
+from composable_upgrades.planning.plan import RolePlay, Stage, Step, UpgradePlan
 
 def noop_variant(plan: UpgradePlan) -> UpgradePlan:
     """The rehearsal variant of ``plan`` (which must target a fleet)."""
     if plan.fleet is None:
-        raise UpgradeError("a no-op rehearsal runs on a local fleet: prepare it "
-                           "with a fleet")
+        raise FleetError("a no-op rehearsal runs on a local fleet: prepare it "
+                         "with a fleet")
     stages = []
     for stage in plan.stages:
         steps = []

@@ -18,7 +18,6 @@ from composable_upgrades.planning.prepared import UNATTRIBUTED, PreparedPlan
 from composable_upgrades.planning.stages import unknown_stage
 from composable_upgrades.planning.converge_work import load_converge_work
 from composable_upgrades.planning.dependencies import Dependencies, order_tasks, stable_order
-from composable_upgrades.errors import StageError, UnknownRoleError, UpgradeError
 from composable_upgrades.model.deployment import (
     EXTERNAL_KIND, OVERCLOUD_GROUP, UNDERCLOUD_GROUP, Deployment, Task)
 from composable_upgrades.model.kinds import StageKind
@@ -33,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 PLAN_FORMAT = 1
 UNDERCLOUD_HOST = "undercloud"
 
-#: Stage kinds: how a stage runs (see :class:`.kinds.StageKind`).
+#: Stage kinds (aliases of :class:`.kinds.StageKind`, kept for older callers).
 KIND_CONTROLPLANE = StageKind.CONTROLPLANE
 KIND_BATCHED = StageKind.BATCHED
 KIND_EXTERNAL = StageKind.EXTERNAL
@@ -78,7 +77,7 @@ class Stage:
     """A group of roles upgraded together, step by step."""
 
     name: str
-    kind: str
+    kind: StageKind
     task_kind: str
     roles: tuple[str, ...]
     hosts: tuple[str, ...]
@@ -133,7 +132,8 @@ class UpgradePlan:
         """The plan as plain data: what ``plan.json`` holds."""
         deployment = self.deployment
         stage_of = {r: s.name for s in self.stages
-                    if s.kind in (KIND_CONTROLPLANE, KIND_BATCHED) for r in s.roles}
+                    if s.kind in (StageKind.CONTROLPLANE, StageKind.BATCHED)
+                    for r in s.roles}
         return {
             "format": PLAN_FORMAT,
             "stack": self.stack,
@@ -207,14 +207,21 @@ def build_plan(deployment: Deployment, *,
         stages.append(_external_stage(deployment, dependencies))
     upgrade_roles: list[str] = []
     for name, roles in assignment.stages:
-        kind = KIND_CONTROLPLANE if name == stagelib.CONTROLPLANE else KIND_BATCHED
+        kind = (StageKind.CONTROLPLANE if name == stagelib.CONTROLPLANE
+                else StageKind.BATCHED)
         stages.append(_role_stage(deployment, name, kind, "upgrade_tasks",
                                   roles, dependencies, warnings))
         upgrade_roles.extend(roles)
-    converge = _role_stage(deployment, stagelib.CONVERGE, KIND_CONVERGE,
+    converge = _role_stage(deployment, stagelib.CONVERGE, StageKind.CONVERGE,
                            "post_upgrade_tasks", tuple(upgrade_roles),
                            dependencies, warnings)
     work = load_converge_work(deployment, converge_file)
+    if fleet is not None and not work.from_outputs:
+        # A fleet plays every host on this machine: only the tasks of outputs
+        # (declared sandboxed) stay in its sandboxes; other work is recorded.
+        work = work.recorded()
+        warnings.append(f"rehearsal fleet: the {work.source} are no-op records "
+                        "here (they would act on this machine)")
     phases = tuple(
         Step(phase, (RolePlay(OVERCLOUD_GROUP, converge.hosts, tasks,
                               serial=1 if phase == "reboot" else None),))
@@ -265,7 +272,7 @@ def _inventory_vars(deployment: Deployment, stages: Sequence[Stage]
     return global_vars, role_vars, sorted(set(withheld))
 
 
-def _role_stage(deployment: Deployment, name: str, kind: str, task_kind: str,
+def _role_stage(deployment: Deployment, name: str, kind: StageKind, task_kind: str,
                 roles: Sequence[str], dependencies: Dependencies,
                 warnings: list[str]) -> Stage:
     role_objs = [deployment.role(r) for r in roles]
@@ -316,6 +323,6 @@ def _external_stage(deployment: Deployment, dependencies: Dependencies) -> Stage
             ordered = order_tasks(tasks, lambda t: t.service, dependencies)
             steps.append(Step(number, (RolePlay(UNDERCLOUD_GROUP, (UNDERCLOUD_HOST,),
                                                 tuple(ordered)),)))
-    return Stage(name=stagelib.EXTERNAL, kind=KIND_EXTERNAL,
+    return Stage(name=stagelib.EXTERNAL, kind=StageKind.EXTERNAL,
                  task_kind=EXTERNAL_KIND, roles=(UNDERCLOUD_GROUP,),
                  hosts=(UNDERCLOUD_HOST,), steps=tuple(steps))

@@ -1,0 +1,41 @@
+"""The no-op that stands for a task in a rehearsal: a ``debug`` that records it.
+
+Used for every task of a no-op rehearsal (:mod:`.noop`), and on any rehearsal
+fleet for the tasks that do not come from outputs declared sandboxed (the
+built-in converge work): those would act on this machine.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+from composable_upgrades.model.deployment import Task
+from composable_upgrades.planning.prepared import UNATTRIBUTED
+
+_END_RAW = re.compile(r"\{%[-+]?\s*endraw\s*[-+]?%\}")
+
+
+def _raw(text: str) -> str:
+    """Text that Ansible shows as is, braces included."""
+    return "{% raw %}" + _END_RAW.sub("", text) + "{% endraw %}"
+
+
+def noop_task(task: Task, step: int | str) -> Task:
+    """The no-op that stands for ``task`` at ``step``."""
+    when = task.body.get("when")
+    conditions = [when] if isinstance(when, (str, bool)) else list(when or [])
+    # Ansible templates the message: what comes from the outputs stays raw.
+    service = _raw(task.service) if task.service else UNATTRIBUTED
+    record = (f"rehearsal | step {step} | {service} | {_raw(task.name)} | "
+              "on {{ inventory_hostname }}")
+    body: dict[str, Any] = {
+        "name": task.name,
+        "ansible.builtin.debug": {"msg": record},
+    }
+    if conditions:
+        body["vars"] = {"rehearsal_conditions": [_raw(str(c)) for c in conditions]}
+    if task.tags:
+        body["tags"] = list(task.tags)
+    return replace(task, body=body)
