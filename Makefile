@@ -1,6 +1,7 @@
 # make demo: a full rehearsal of an upgrade on the embedded demo overcloud.
 # make test: the same set-up, then every test, the notebooks and the docs.
-# Both create .venv themselves; nothing outside the checkout is installed.
+# Both create .venv themselves; nothing outside the checkout is installed
+# but the system packages of `make sshfleet`, when they are missing.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ HEAT_VENV ?= .venv-heat
 TC_VENV ?= .venv-tripleoclient
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit docs bench install heat tripleoclient clean
+.PHONY: demo test unit docs bench install heat tripleoclient sshfleet clean
 
 install: $(STAMP)
 
@@ -31,16 +32,21 @@ heat:
 tripleoclient:
 	bash tests/coexistence/install.sh $(TC_VENV)
 
+# An OpenSSH server and sudo for the SSH fleet tests (tests/sshfleet):
+# installed with apt-get, as root, only when missing.
+sshfleet:
+	bash tests/sshfleet/install.sh
+
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh
 
 TEST_ENV = HEAT_VENV=$(CURDIR)/$(HEAT_VENV) TRIPLEOCLIENT_VENV=$(CURDIR)/$(TC_VENV)
 
-test: install heat tripleoclient demo
+test: install heat tripleoclient sshfleet demo
 	$(TEST_ENV) $(BIN)/python -m pytest -q tests
 	$(MAKE) docs
 
-unit: install heat tripleoclient
+unit: install heat tripleoclient sshfleet
 	$(TEST_ENV) $(BIN)/python -m pytest -q tests
 
 docs: install

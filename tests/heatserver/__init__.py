@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from tests.server_log import log_tail
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DEFAULT_VENV = REPO / ".venv-heat"
@@ -162,11 +164,7 @@ class HeatServer:
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the server's log."""
-        try:
-            text = self.log_file.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(Path(self.log_file), lines)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server by its pid; remove its temp dir if it made it."""

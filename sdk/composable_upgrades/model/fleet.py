@@ -9,12 +9,14 @@ per host, stage and step by a marker file that the plan's plays check first.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from composable_upgrades.model.deployment import check_name
+from composable_upgrades.errors import FleetError, OptionError
 from composable_upgrades.model.steps import step_name
 
 FAULTS = "faults"
@@ -30,23 +32,69 @@ def fault_marker(stage: str, step: int | str) -> str:
     return step_name(stage, step)
 
 
+#: How a fleet's hosts are reached: a local connection, or real SSH to a
+#: loopback address of their own (127.0.0.2, 127.0.0.3, ...).
+TRANSPORTS = ("local", "ssh")
+_FIRST_SSH_ADDRESS = ipaddress.IPv4Address("127.0.0.2")
+_LAST_LOOPBACK = ipaddress.IPv4Address("127.255.255.254")
+
+
+def ssh_address(index: int) -> str:
+    """The loopback address of the ``index``-th host (0-based) of an SSH fleet."""
+    address = _FIRST_SSH_ADDRESS + index
+    if index < 0 or address > _LAST_LOOPBACK:
+        raise FleetError(f"no loopback address for host number {index + 1}",
+                         path="127.0.0.0/8")
+    return str(address)
+
+
 @dataclass(frozen=True)
 class Fleet:
-    """A local rehearsal fleet rooted at ``root`` (an absolute path)."""
+    """A rehearsal fleet rooted at ``root`` (an absolute path).
+
+    ``transport`` ``local``: every host is this machine through a local
+    connection, without become. ``ssh``: every host is reached over real SSH
+    at its own loopback address and ``ssh_port``, as the inventory's SSH user
+    with the run's key, and become goes through sudo, as on an overcloud.
+    The sandboxes are the same either way.
+    """
 
     root: str
+    transport: str = "local"
+    ssh_port: int = 22
 
     @classmethod
-    def at(cls, path: str | os.PathLike[str]) -> Fleet:
+    def at(cls, path: str | os.PathLike[str], *, transport: str = "local",
+           ssh_port: int = 22) -> Fleet:
         """The fleet rooted at ``path``."""
-        return cls(root=os.path.abspath(os.fspath(path)))
+        if transport not in TRANSPORTS:
+            raise OptionError(f"unknown transport (use one of {', '.join(TRANSPORTS)})",
+                              option="--fleet-transport", value=transport)
+        if not 0 < ssh_port < 65536:
+            raise OptionError("not a TCP port", option="--fleet-ssh-port",
+                              value=ssh_port)
+        return cls(root=os.path.abspath(os.fspath(path)), transport=transport,
+                   ssh_port=ssh_port)
 
     def host_root(self, host: str) -> str:
         """The sandbox directory that plays ``host``."""
         return os.path.join(self.root, check_name("host", host))
 
-    def host_vars(self, host: str) -> dict[str, Any]:
-        """Inventory variables that make ``host`` a local sandbox."""
+    def host_vars(self, host: str, index: int | None = None) -> dict[str, Any]:
+        """Inventory variables that make ``host`` a sandbox of this fleet.
+
+        ``index``: the host's number in the plan (0-based), which gives it its
+        address on an SSH fleet; None for this machine itself (the
+        undercloud), always reached through a local connection.
+        """
+        if self.transport == "ssh" and index is not None:
+            return {
+                "ansible_connection": "ssh",
+                "ansible_host": ssh_address(index),
+                "ansible_port": self.ssh_port,
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "rehearsal_root": self.host_root(host),
+            }
         return {
             "ansible_connection": "local",
             "ansible_become": False,
@@ -82,4 +130,7 @@ class Fleet:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for plan.json."""
-        return {"root": self.root}
+        if self.transport == "local":
+            return {"root": self.root}
+        return {"root": self.root, "transport": self.transport,
+                "ssh_port": self.ssh_port}
