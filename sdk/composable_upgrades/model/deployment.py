@@ -82,13 +82,15 @@ class Task:
 
 @dataclass(frozen=True)
 class Host:
-    """An overcloud node: its inventory name and where it is."""
+    """An overcloud node: its inventory name, where it is, and its variables
+    (its ``AnsibleHostVarsMap`` entry, as the outputs give it)."""
 
     name: str
     role: str
     fqdn: str | None = None
     address: str | None = None
     server_id: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ class _DeploymentReader:
                            or _at(ips, index))
                 hosts.append(Host(name=name, role=role, fqdn=fqdn,
                                   address=address,
-                                  server_id=_at(ids, index)))
+                                  server_id=_at(ids, index), vars=dict(hvars)))
             if hosts:
                 result[role] = hosts
         return result

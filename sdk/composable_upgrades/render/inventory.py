@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from composable_upgrades.model.deployment import (
-    ALLOVERCLOUD_GROUP, EXCLUDED_GROUP, OVERCLOUD_GROUP, UNDERCLOUD_GROUP)
+    ALLOVERCLOUD_GROUP, EXCLUDED_GROUP, OVERCLOUD_GROUP, UNDERCLOUD_GROUP, Host)
+from composable_upgrades.model.fleet import Fleet
+from composable_upgrades.model.redact import is_secret_key
 from composable_upgrades.planning.plan import UNDERCLOUD_HOST, UpgradePlan
 from composable_upgrades.formats.serialize import to_yaml
 
@@ -30,23 +32,15 @@ def build_inventory(plan: UpgradePlan) -> dict[str, Any]:
         undercloud_vars.update(fleet.host_vars(UNDERCLOUD_HOST))
     children[UNDERCLOUD_GROUP] = {"hosts": {UNDERCLOUD_HOST: undercloud_vars}}
     role_names = [r.name for r in deployment.roles if r.hosts]
+    # An SSH fleet gives each host its own loopback address, in outputs order.
+    index = {name: i for i, name in enumerate(deployment.hosts)}
     for role in deployment.roles:
         if not role.hosts:
             continue
         hosts = {}
         for name in role.hosts:
             host = deployment.hosts[name]
-            hvars: dict[str, Any] = {}
-            if host.address:
-                hvars["ansible_host"] = host.address
-                hvars["ctlplane_ip"] = host.address
-            if host.fqdn:
-                hvars["canonical_hostname"] = host.fqdn
-            if host.server_id:
-                hvars["deploy_server_id"] = host.server_id
-            if fleet is not None:
-                hvars.update(fleet.host_vars(name))
-            hosts[name] = hvars
+            hosts[name] = _host_vars(host, fleet, index[name])
         # As TripleO's inventory: the role's own variables win.
         role_vars = {"ansible_ssh_user": plan.ssh_user,
                      **plan.role_vars.get(role.name, {})}
@@ -61,6 +55,33 @@ def build_inventory(plan: UpgradePlan) -> dict[str, Any]:
         if roles and group not in taken:
             children[group] = {"children": {r: {} for r in roles}}
     return {"all": {"vars": dict(plan.global_vars), "children": children}}
+
+
+def _host_vars(host: Host, fleet: Fleet | None, index: int) -> dict[str, Any]:
+    """A host's inventory variables.
+
+    As tripleo-common writes them: the host's own ``AnsibleHostVarsMap``
+    variables over the ones derived from the outputs; secret-named ones are
+    left out (tasks read secrets from elsewhere). On a fleet, the fleet's
+    connection variables always win and the outputs' ``ansible_*`` ones are
+    dropped, so outputs cannot point a rehearsal at another machine.
+    """
+    hvars: dict[str, Any] = {}
+    if host.address:
+        hvars["ansible_host"] = host.address
+        hvars["ctlplane_ip"] = host.address
+    if host.fqdn:
+        hvars["canonical_hostname"] = host.fqdn
+    if host.server_id:
+        hvars["deploy_server_id"] = host.server_id
+    for key, value in host.vars.items():
+        if is_secret_key(key) or (fleet is not None and key.startswith("ansible_")):
+            continue
+        hvars[key] = value
+    if fleet is not None:
+        hvars.pop("ansible_host", None)
+        hvars.update(fleet.host_vars(host.name, index))
+    return hvars
 
 
 def render_inventory(plan: UpgradePlan) -> str:
