@@ -244,6 +244,12 @@ def test_reproduce_script_repeats_the_run_under_the_lock(mini, tmp_path: Path) -
     assert "--forks 2" in calls[0]
     assert f"export ANSIBLE_PRIVATE_KEY_FILE={key}\n" in text
     assert "export ANSIBLE_HOST_KEY_CHECKING=False\n" in text
+    # Run as python-tripleoclient runs its playbooks.
+    assert "export ANSIBLE_FORKS=2\n" in text  # --ansible-forks 2
+    assert "export ANSIBLE_PIPELINING=True\n" in text
+    assert "ControlPersist=30m" in text and "UserKnownHostsFile=/dev/null" in text
+    assert "/usr/share/ansible/tripleo-plugins/modules" in text
+    assert "/usr/share/ansible/tripleo-roles" in text
     marker = sandbox(fleet, CONTROLLERS[0]) / "mysql-step1"
     marker.unlink()
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True,

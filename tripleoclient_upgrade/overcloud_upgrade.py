@@ -218,6 +218,8 @@ class _RunCommand(UpgradeLister):
         """A dry run: the ansible-playbook calls on stderr, the batches as rows."""
         import shlex
 
+        for name, value in sorted(preview.environment.items()):
+            self.note(f"setting: {name}={value}")
         for command in preview.commands:
             self.note(f"batch {command.batch}, step {command.step}: "
                       f"{shlex.join(command.argv)}")

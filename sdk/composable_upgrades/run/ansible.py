@@ -33,7 +33,7 @@ from composable_upgrades.planning.plan import UNDERCLOUD_HOST
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.render.playbooks import task_file_name
 from composable_upgrades.run.executor import StepCallbacks, StepJob, StepReport
-from composable_upgrades.run.options import ANSIBLE_ENV, ansible_command
+from composable_upgrades.run.options import ansible_command
 from composable_upgrades.state.results import REPRODUCE_SCRIPT, TaskRecord
 
 #: The shell script in a run's folder that repeats its ansible-playbook calls.
@@ -60,7 +60,8 @@ class AnsibleExecutor:
     """Runs the steps of one run of ``plan`` with ansible-runner.
 
     ``run_dir`` is the run's folder (ansible-runner's private data dir, and
-    the reproduce script's home); ``env`` is added to :data:`ANSIBLE_ENV`.
+    the reproduce script's home); ``env`` is the run's environment
+    (:func:`.environment.run_environment`).
     """
 
     def __init__(self, plan: PreparedPlan, run_dir: str, *,
@@ -68,7 +69,7 @@ class AnsibleExecutor:
                  binary: str | None = None) -> None:
         self.plan = plan
         self.run_dir = run_dir
-        self.env = {**ANSIBLE_ENV, **(env or {})}
+        self.env = dict(env or {})
         self.binary = binary or ansible_playbook_binary()
         self.inventory = plan.file("inventory.yaml")
         self.task_index = TaskIndex(plan)

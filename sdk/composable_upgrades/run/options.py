@@ -9,7 +9,7 @@ three cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,13 +81,3 @@ def ansible_command(options: RunOptions, *, binary: str, inventory: str,
     argv.append(playbook)
     return argv
 
-
-#: Environment of every ansible-playbook run (also in the reproduce script).
-#: ansible-runner turns host key checking off itself; saying so here makes
-#: the reproduce script connect the same way.
-ANSIBLE_ENV: Mapping[str, str] = {
-    "ANSIBLE_RETRY_FILES_ENABLED": "False",
-    "ANSIBLE_FORCE_COLOR": "False",
-    "ANSIBLE_NOCOLOR": "True",
-    "ANSIBLE_HOST_KEY_CHECKING": "False",
-}

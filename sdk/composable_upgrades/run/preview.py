@@ -29,7 +29,8 @@ class RunPreview:
     """What a run of ``stage`` would do: its hosts, batches, steps, options,
     and the ansible-playbook call of each step of each batch, in order.
 
-    ``environment`` is what the run adds to ansible-playbook's (the SSH key);
+    ``environment``: the ANSIBLE_* settings of its calls (forks, SSH
+    arguments, plugin paths, the key);
     ``execution_nodes`` and ``estimate`` (seconds) are for later executors.
     """
 

@@ -13,6 +13,7 @@ from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.planning.prepared import PreparedPlan, PreparedStage
 from composable_upgrades.run.executor import StepJob
 from composable_upgrades.run.limits import batches_of, select_hosts
+from composable_upgrades.run.environment import run_environment
 from composable_upgrades.run.options import RunOptions
 from composable_upgrades.state.journal import Journal
 from composable_upgrades.state.workdir import Workdir
@@ -147,10 +148,10 @@ def checked_request(workdir: Workdir, stage: str, options: RunOptions, *,
                     fleet: Fleet | str | None = None,
                     ssh_key: str | os.PathLike[str] | None = None
                     ) -> tuple[PreparedPlan, dict[str, str], RunRequest]:
-    """The plan, the run's extra environment and its request, all checked."""
+    """The plan, the run's environment and its request, all checked."""
     plan = workdir.load_plan()
     check_fleet(plan, fleet)
-    env = ssh_key_env(workdir.path, plan, ssh_key)
+    env = run_environment(options, extra=ssh_key_env(workdir.path, plan, ssh_key))
     return plan, env, plan_run(plan, stage, options)
 
 
