@@ -10,7 +10,7 @@ HEAT_VENV ?= .venv-heat
 TC_VENV ?= .venv-tripleoclient
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit docs bench install heat tripleoclient sshfleet clean
+.PHONY: demo demo-ssh test unit docs bench install heat tripleoclient sshfleet clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ sshfleet:
 
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh
+
+# The same rehearsal with every host reached over real SSH (a test sshd on
+# loopback addresses, started and stopped by the script; needs root).
+demo-ssh: install sshfleet
+	DEMO_TRANSPORT=ssh PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh
 
 TEST_ENV = HEAT_VENV=$(CURDIR)/$(HEAT_VENV) TRIPLEOCLIENT_VENV=$(CURDIR)/$(TC_VENV)
 

@@ -3,7 +3,9 @@
 # Compute x6, CephStorage x1, 17.1 -> 18.0) on a local fleet in a temp dir,
 # through the real CLI: prepare, plan, external image prepare, controlplane,
 # compute in batches of 2, online migrations, converge, status, and the
-# invariant check after every stage. Nothing outside the temp dir is touched.
+# invariant check after every stage. Nothing outside the temp dir is touched,
+# except that DEMO_TRANSPORT=ssh (make demo-ssh) creates the tripleo-admin user
+# and its sudoers drop-in for the test sshd.
 set -euo pipefail
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/composable-upgrade-demo.XXXXXX")
@@ -16,31 +18,51 @@ start=$SECONDS
 
 say() { printf '\n==> %s\n' "$*"; }
 
+# DEMO_TRANSPORT=ssh (make demo-ssh): every host over real SSH, to a test sshd
+# on loopback addresses that this script starts and stops.
+fleet_args=(--fleet "$fleet")
+key_args=()
+if [ "${DEMO_TRANSPORT:-local}" = ssh ]; then
+    say "starting sshd on 127.0.0.2-127.0.0.17 for tripleo-admin"
+    (cd "$here/.." && exec python -m tests.sshfleet.serve "$work/sshd" 16) \
+        > "$work/sshd.ready" &
+    sshd_pid=$!
+    trap 'kill "$sshd_pid" 2>/dev/null || true; wait "$sshd_pid" 2>/dev/null || true' EXIT
+    for _ in $(seq 600); do
+        [ -s "$work/sshd.ready" ] && break
+        kill -0 "$sshd_pid" 2>/dev/null || { echo "sshd did not start" >&2; exit 1; }
+        sleep 0.1
+    done
+    read -r port key < "$work/sshd.ready"
+    fleet_args+=(--fleet-transport ssh --fleet-ssh-port "$port")
+    key_args=(--overcloud-ssh-key "$key")
+fi
+
 say "prepare: the demo overcloud's stack outputs -> a plan in $wd"
 $upgrade prepare --outputs-file "$($helper outputs)" \
     --dependencies-file "$($helper dependencies)" \
-    --working-dir "$wd" --fleet "$fleet"
+    --working-dir "$wd" "${fleet_args[@]}"
 $helper seed "$wd"
 
 say "plan: the controlplane stage, by service"
 $upgrade plan --working-dir "$wd" --stage controlplane --by service
 
 say "run: external upgrade tasks tagged container_image_prepare (on the undercloud)"
-$upgrade run --working-dir "$wd" --stage external --tags container_image_prepare -y
+$upgrade run --working-dir "$wd" --stage external --tags container_image_prepare ${key_args[@]+"${key_args[@]}"} -y
 
 say "run: the controlplane stage (all control-plane hosts together)"
-$upgrade run --working-dir "$wd" --stage controlplane -y
+$upgrade run --working-dir "$wd" --stage controlplane ${key_args[@]+"${key_args[@]}"} -y
 $helper check "$wd" controlplane
 
 say "run: the compute stage, in batches of 2 hosts"
-$upgrade run --working-dir "$wd" --stage compute --batch-size 2 -y
+$upgrade run --working-dir "$wd" --stage compute --batch-size 2 ${key_args[@]+"${key_args[@]}"} -y
 $helper check "$wd" compute
 
 say "run: external upgrade tasks tagged online_upgrade"
-$upgrade run --working-dir "$wd" --stage external --tags online_upgrade -y
+$upgrade run --working-dir "$wd" --stage external --tags online_upgrade ${key_args[@]+"${key_args[@]}"} -y
 
 say "converge: post-upgrade tasks, RPC unpin, unmanaged packages, reboots"
-$upgrade converge --working-dir "$wd" -y
+$upgrade converge --working-dir "$wd" ${key_args[@]+"${key_args[@]}"} -y
 $helper check "$wd" converge
 
 say "status"
