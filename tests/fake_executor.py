@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from composable_upgrades.model.kinds import TaskStatus
-from composable_upgrades.run.executor import StepCallbacks, StepJob, StepReport
+from composable_upgrades.run.executor import (
+    BatchJob, StepCallbacks, StepJob, StepReport, StepwiseSession)
 from composable_upgrades.state.results import TaskRecord
 
 
@@ -29,6 +30,9 @@ class FakeExecutor:
 
     def start(self, run_id: str, stage: str) -> str | None:
         return None
+
+    def open_batch(self, job: BatchJob) -> StepwiseSession:
+        return StepwiseSession(self)
 
     def run_step(self, job: StepJob, callbacks: StepCallbacks) -> StepReport:
         self.jobs.append(job)

@@ -98,7 +98,7 @@ def test_plan_json_matches_the_sdk(prepared):
     assert [r["Stage"] for r in rows][0] == "external"
     assert {r["Stage"] for r in rows} == set(STAGES)
     assert set(rows[0]) == {"Stage", "Step", "Role", "Hosts", "Services",
-                            "Tasks", "Never"}
+                            "Tasks", "Never", "Wave"}
 
 
 def test_plan_views(prepared):

@@ -50,12 +50,16 @@ class Sink:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
+        self.flushes: list[int] = []
 
     def start_run(self, result: cu.RunResult) -> None:
         self.calls.append(("start", result.status))
 
     def add(self, record: cu.TaskRecord) -> None:
         self.calls.append(("add", (record.step, record.host, record.status)))
+
+    def flush(self) -> None:
+        self.flushes.append(sum(1 for kind, _ in self.calls if kind == "add"))
 
     def finish_run(self, result: cu.RunResult) -> None:
         self.calls.append(("finish", result.status))
@@ -266,3 +270,20 @@ def test_converge_takes_run_stage_keywords() -> None:
     assert all((ours[n].kind, ours[n].default, ours[n].annotation)
                == (theirs[n].kind, theirs[n].default, theirs[n].annotation)
                for n in ours)
+
+
+def test_a_steps_records_reach_the_history_before_its_units_the_journal(
+        tmp_path: Path) -> None:
+    sink = Sink()
+    journal_sizes: list[int] = []
+
+    def during(job) -> None:
+        journal_sizes.append(len(units(tmp_path)))
+    result = run(tmp_path, "compute", FakeExecutor(during=during), sink=sink,
+                 batch_size=2, force=True)
+    assert result.status == "successful"
+    # One flush per step, after that step's records (two hosts each)...
+    assert sink.flushes == [2, 4, 6, 8]
+    # ...and the journal counts a step's units only after it: before each
+    # step ran, it had the units of the steps before.
+    assert journal_sizes == [0, 2, 4, 6]

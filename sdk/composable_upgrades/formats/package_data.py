@@ -22,6 +22,11 @@ def load_package_yaml(name: str) -> Any:
         encoding="utf-8"))
 
 
+def package_text(name: str) -> str:
+    """The text of the package data file ``name``."""
+    return resources.files(DATA_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+
+
 def package_data_path(name: str) -> str:
     """A file system path of the package data file ``name``, for commands
     that take a file (extracted for the process when installed zipped)."""

@@ -70,6 +70,13 @@ class Step:
 
     number: int | str
     plays: tuple[RolePlay, ...]
+    #: The roles whose plays run at the same time, wave after wave; no
+    #: dependency orders two plays of one wave (default: one play a wave).
+    waves: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.waves:
+            object.__setattr__(self, "waves", tuple((p.role,) for p in self.plays))
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,7 @@ def _stage_dict(stage: Stage) -> dict[str, Any]:
         "steps": [{
             "step": step.number,
             "playbook": stage.step_playbook(step.number),
+            "waves": [list(wave) for wave in step.waves],
             "plays": [{
                 "role": play.role, "hosts": list(play.hosts),
                 "serial": play.serial,
@@ -287,8 +295,8 @@ def _role_stage(deployment: Deployment, name: str, kind: StageKind, task_kind: s
                 ordered = order_tasks(tasks, lambda t: t.service, dependencies)
                 plays.append(RolePlay(role.name, role.hosts, tuple(ordered)))
         if plays:
-            steps.append(Step(number, _order_plays(plays, dependencies, name,
-                                                   number, warnings)))
+            ordered, waves = _order_plays(plays, dependencies, name, number, warnings)
+            steps.append(Step(number, ordered, waves))
     hosts = tuple(h for r in role_objs for h in r.hosts)
     return Stage(name=name, kind=kind, task_kind=task_kind,
                  roles=tuple(r.name for r in role_objs), hosts=hosts,
@@ -296,8 +304,11 @@ def _role_stage(deployment: Deployment, name: str, kind: StageKind, task_kind: s
 
 
 def _order_plays(plays: list[RolePlay], dependencies: Dependencies, stage: str,
-                 step: int, warnings: list[str]) -> tuple[RolePlay, ...]:
-    """Order the role plays of a step so dependencies run first."""
+                 step: int, warnings: list[str]
+                 ) -> tuple[tuple[RolePlay, ...], tuple[tuple[str, ...], ...]]:
+    """Order the role plays of a step so dependencies run first, and group
+    them in waves: a play runs in the wave after the last play it is ordered
+    against (either way: a pair the outputs order for a cycle stays apart)."""
     by_role = {p.role: p for p in plays}
     services = {p.role: {s for s in p.services if s} for p in plays}
 
@@ -312,7 +323,14 @@ def _order_plays(plays: list[RolePlay], dependencies: Dependencies, stage: str,
         warnings.append(
             f"stage {stage} step {step}: roles {a} and {b} depend on each "
             f"other's services; {a} runs first, as in the outputs")
-    return tuple(by_role[r] for r in ordered)
+    wave_of: dict[str, int] = {}
+    for index, role in enumerate(ordered):
+        wave_of[role] = 1 + max((wave_of[before] for before in ordered[:index]
+                                 if must_follow(role, before)
+                                 or must_follow(before, role)), default=-1)
+    waves = tuple(tuple(r for r in ordered if wave_of[r] == w)
+                  for w in range(max(wave_of.values()) + 1))
+    return tuple(by_role[r] for r in ordered), waves
 
 
 def _external_stage(deployment: Deployment, dependencies: Dependencies) -> Stage:

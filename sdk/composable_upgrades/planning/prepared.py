@@ -54,6 +54,19 @@ class PlannedStep:
     number: int | str
     playbook: str
     plays: tuple[PlannedPlay, ...]
+    #: Roles whose plays run at the same time, wave after wave.
+    waves: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.waves:
+            object.__setattr__(self, "waves", tuple((p.role,) for p in self.plays))
+
+    def wave_of(self, role: str) -> int:
+        """The 1-based wave of the play of ``role`` (0: no play here)."""
+        for number, wave in enumerate(self.waves, start=1):
+            if role in wave:
+                return number
+        return 0
 
     @property
     def hosts(self) -> frozenset[str]:
@@ -228,7 +241,7 @@ class PreparedPlan:
                 for play in step.plays:
                     if role is None or play.role == role:
                         rows.extend(_play_rows(by, (st.name, step.number, play.role),
-                                               play))
+                                               play, step.wave_of(play.role)))
         return list(_COLUMNS[by]), rows
 
     def summary(self) -> tuple[list[str], list[tuple]]:
@@ -257,17 +270,17 @@ class PreparedPlan:
 PLAN_BY = ("step", "service", "task")
 
 _COLUMNS = {
-    "step": ("Stage", "Step", "Role", "Hosts", "Services", "Tasks", "Never"),
+    "step": ("Stage", "Step", "Role", "Hosts", "Services", "Tasks", "Never", "Wave"),
     "service": ("Stage", "Step", "Role", "Service", "Tasks", "Never"),
     "task": ("Stage", "Step", "Role", "Service", "Task", "Never", "Bound by"),
 }
 
 
-def _play_rows(by: str, key: tuple, play: PlannedPlay) -> list[tuple]:
+def _play_rows(by: str, key: tuple, play: PlannedPlay, wave: int) -> list[tuple]:
     tasks = play.tasks
     if by == "step":
         return [key + (len(play.hosts), len(play.services), len(tasks),
-                       sum(t.never for t in tasks))]
+                       sum(t.never for t in tasks), wave)]
     if by == "service":
         rows = []
         for service in play.services:
@@ -285,6 +298,7 @@ def _stage(data: Mapping[str, Any]) -> PreparedStage:
         playbook=data["playbook"],
         steps=tuple(PlannedStep(
             number=step["step"], playbook=step["playbook"],
+            waves=tuple(tuple(w) for w in step.get("waves") or ()),
             plays=tuple(PlannedPlay(
                 role=play["role"], hosts=tuple(play["hosts"]),
                 serial=play.get("serial"), services=tuple(play["services"]),

@@ -11,14 +11,15 @@ knows Ansible.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from composable_upgrades.errors import StageNotFinishedError
 from composable_upgrades.model.kinds import RunStatus, StageKind, TaskStatus, UnitStatus
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.run.events import Progress, ProgressEvent, StopRequest
-from composable_upgrades.run.executor import Executor, StepCallbacks, StepReport
+from composable_upgrades.run.executor import (
+    BatchJob, BatchSession, Executor, StepCallbacks, StepReport)
 from composable_upgrades.run.request import RunRequest, stage_guard
 from composable_upgrades.state.journal import Journal
 from composable_upgrades.state.results import RecordSink, RunResult, StepOutcome, TaskRecord
@@ -39,7 +40,8 @@ def run_request(plan: PreparedPlan, request: RunRequest, executor: Executor, *,
     guard(plan, journal, request, result)
     finished: set[tuple[int | str, str]] = set()
     if request.options.resume:
-        finished = journal.progress([stage])[stage.name].finished
+        finished = journal.progress([stage], tags=request.options.tags)[
+            stage.name].finished
     runner = StageRunner(request, executor, journal=journal, sink=sink,
                          progress=progress, stop=stop or StopRequest())
     result.run_dir = executor.start(result.run_id, stage.name)
@@ -97,42 +99,56 @@ class StageRunner:
         self.units_total = sum(1 for b in batches for s in steps for h in b
                                if (s, h) not in finished)
         self.emit("run_start", message=f"{len(self.request.hosts)} hosts, "
-                  f"{len(batches)} batches, steps {', '.join(map(str, steps))}")
-        batched = self.stage.kind == StageKind.BATCHED
-        max_fail = self.request.options.max_fail_percentage or 0
+                  f"{len(batches)} batch{'es' if len(batches) != 1 else ''}, "
+                  f"steps {', '.join(map(str, steps))}")
         for number, batch in enumerate(batches, start=1):
-            failed_in_batch: set[str] = set()
-            for step in steps:
-                todo = [h for h in batch if (step, h) not in finished
-                        and h not in failed_in_batch]
-                if not todo:
-                    continue
-                outcome = self.run_step(result, number, step, todo)
-                failed_in_batch.update(outcome.failed)
-                if outcome.interrupted or self.stop.now:
-                    result.status = RunStatus.INTERRUPTED
+            session = self.executor.open_batch(BatchJob(
+                run_id=result.run_id, stage=self.stage.name, batch=number,
+                hosts=tuple(batch), steps=tuple(steps), options=self.request.options))
+            try:
+                if not self.run_batch(result, session, number, batch, finished):
                     return
-                share = 100.0 * len(failed_in_batch) / len(batch)
-                if outcome.failed and (not batched or share > max_fail):
-                    result.status = RunStatus.FAILED
-                    result.notes.append(
-                        f"stopped after step {step} of batch {number}: "
-                        f"{len(failed_in_batch)} of {len(batch)} hosts failed"
-                        + (f" (more than --max-fail-percentage {max_fail})"
-                           if batched else ""))
-                    return
-                if self.stop.after_step:
-                    result.status = RunStatus.INTERRUPTED
-                    result.notes.append(f"stopped on request after step {step} "
-                                        f"of batch {number}")
-                    return
-            if failed_in_batch:
-                result.status = RunStatus.FAILED
+            finally:
+                session.close()
         if result.status not in (RunStatus.FAILED, RunStatus.INTERRUPTED):
             result.status = RunStatus.SUCCESSFUL
 
-    def run_step(self, result: RunResult, batch: int, step: int | str,
-                 hosts: list[str]) -> StepOutcome:
+    def run_batch(self, result: RunResult, session: BatchSession, number: int,
+                  batch: Sequence[str], finished: set[tuple[int | str, str]]) -> bool:
+        """Run the steps of one batch; False when the run stops here."""
+        batched = self.stage.kind == StageKind.BATCHED
+        max_fail = self.request.options.max_fail_percentage or 0
+        failed_in_batch: set[str] = set()
+        for step in self.request.steps:
+            todo = [h for h in batch if (step, h) not in finished
+                    and h not in failed_in_batch]
+            if not todo:
+                continue
+            outcome = self.run_step(result, session, number, step, todo)
+            failed_in_batch.update(outcome.failed)
+            if outcome.interrupted or self.stop.now:
+                result.status = RunStatus.INTERRUPTED
+                return False
+            share = 100.0 * len(failed_in_batch) / len(batch)
+            if outcome.failed and (not batched or share > max_fail):
+                result.status = RunStatus.FAILED
+                result.notes.append(
+                    f"stopped after step {step} of batch {number}: "
+                    f"{len(failed_in_batch)} of {len(batch)} hosts failed"
+                    + (f" (more than --max-fail-percentage {max_fail})"
+                       if batched else ""))
+                return False
+            if self.stop.after_step:
+                result.status = RunStatus.INTERRUPTED
+                result.notes.append(f"stopped on request after step {step} "
+                                    f"of batch {number}")
+                return False
+        if failed_in_batch:
+            result.status = RunStatus.FAILED
+        return True
+
+    def run_step(self, result: RunResult, session: BatchSession, batch: int,
+                 step: int | str, hosts: list[str]) -> StepOutcome:
         """Run one step on ``hosts`` of a batch; journal and report how it went."""
         started = time.time()
         batches = len(self.request.batches)
@@ -142,8 +158,14 @@ class StageRunner:
         report = StepReport(rc=0)
         if in_play:
             job = self.request.job(result.run_id, batch, step, in_play)
-            report = self.executor.run_step(job, self.callbacks(batch, step))
+            # Started before it runs: a step cut short stays unfinished on
+            # every host it touched, whatever older runs journaled.
+            self.journal.record_started(self.stage.sha256, result.run_id,
+                                        self.stage.name, batch, step, in_play,
+                                        tags=self.request.options.tags)
+            report = session.run_step(job, self.callbacks(batch, step))
             result.records.extend(report.records)
+            result.notes.extend(report.notes)
         failed = set() if report.interrupted else set(report.failed)
         if not report.interrupted and report.rc != 0 and not failed:
             # The step failed without a host failure (a syntax error, a
@@ -153,6 +175,8 @@ class StageRunner:
             result.notes.append(f"ansible-playbook exited {report.rc} at step {step} "
                                 f"of batch {batch}: {said or 'no output'}")
         if not report.interrupted:
+            # The history holds a unit's records before the journal has it.
+            self.sink.flush()
             self.record_units(result, batch, step, hosts, failed)
         outcome = StepOutcome(batch=batch, step=step, hosts=tuple(hosts),
                               failed=tuple(h for h in hosts if h in failed),
