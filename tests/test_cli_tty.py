@@ -35,7 +35,8 @@ def _spawn(*args: str, home: Path) -> pexpect.spawn:
 def test_no_at_the_prompt_runs_nothing(tmp_path: Path) -> None:
     wd = _prepared(tmp_path)
     child = _spawn("run", "--stage", "controlplane", "--working-dir", str(wd), home=tmp_path)
-    child.expect(r"Upgrade stage controlplane of stack overcloud\? \[y/N\]: ")
+    child.expect(r"Upgrade stage controlplane of stack overcloud \(2 hosts in 1 batch; "
+                 r"steps 0, 1, 2, 3, 4, 5[^)]*\)\? \[y/N\]: ")
     child.sendline("n")
     child.expect(pexpect.EOF)
     child.close()

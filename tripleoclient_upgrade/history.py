@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import datetime
 
 from tripleoclient_upgrade import options
@@ -14,15 +15,15 @@ TASK_COLUMNS = ["Batch", "Step", "Host", "Role", "Service", "Task", "Action",
                 "Status", "Start", "Duration (s)", "Message"]
 
 
-def _time(moment: float | None, timespec: str = "seconds") -> str | None:
-    """Local time, as the status command shows it."""
+def _time(moment: float | None, timespec: str = "seconds") -> str:
+    """Local time, as the status command shows it (an empty cell if none)."""
     if moment is None:
-        return None
+        return ""
     return datetime.fromtimestamp(moment).isoformat(sep=" ", timespec=timespec)
 
 
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
+def _round(value: float | None, digits: int) -> float | str:
+    return "" if value is None else round(value, digits)
 
 
 class RunHistory(UpgradeLister):
@@ -41,12 +42,17 @@ class RunHistory(UpgradeLister):
         return parser
 
     def action(self, parsed_args: argparse.Namespace) -> Table:
+        from composable_upgrades import Workdir
         from composable_upgrades.views.history import History
 
+        workdir = Workdir.at(options.working_dir(parsed_args))
+        if not workdir.has_plan() and not os.path.exists(workdir.history_path):
+            workdir.load_plan()  # says there is no plan here, and where
         history = History(options.working_dir(parsed_args))
         if parsed_args.run:
             return TASK_COLUMNS, [
-                (r.batch, r.step, r.host, r.role, r.service, r.task, r.action,
+                (r.batch, r.step, r.host, r.role or "", r.service or "", r.task,
+                 r.action or "",
                  r.status, _time(r.start, "milliseconds"), _round(r.duration, 3),
                  r.message)
                 for r in history.run(parsed_args.run).records]

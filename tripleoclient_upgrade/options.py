@@ -10,10 +10,15 @@ if TYPE_CHECKING:  # the SDK is imported only when a command runs
     from composable_upgrades import Fleet, RunOptions
 
 
+def default_stack() -> str:
+    """$OVERCLOUD_STACK_NAME, or ``overcloud``."""
+    return os.environ.get("OVERCLOUD_STACK_NAME", "overcloud")
+
+
 def add_stack(parser: argparse.ArgumentParser) -> None:
     """``--stack`` (default: $OVERCLOUD_STACK_NAME or ``overcloud``)."""
     parser.add_argument(
-        "--stack", default=os.environ.get("OVERCLOUD_STACK_NAME", "overcloud"),
+        "--stack", default=default_stack(),
         help="Name or ID of the overcloud stack (default: "
              "$OVERCLOUD_STACK_NAME or 'overcloud').")
 
@@ -33,10 +38,10 @@ def add_yes(parser: argparse.ArgumentParser, what: str) -> None:
                         help=f"Skip the confirmation before {what}.")
 
 
-def working_dir(parsed_args: argparse.Namespace) -> str:
-    """The working directory the arguments ask for."""
+def working_dir(parsed_args: argparse.Namespace, stack: str | None = None) -> str:
+    """The working directory the arguments ask for (of ``stack`` if given)."""
     from composable_upgrades import default_working_dir
-    return parsed_args.working_dir or default_working_dir(parsed_args.stack)
+    return parsed_args.working_dir or default_working_dir(stack or parsed_args.stack)
 
 
 def add_fleet(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -85,8 +90,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
              "plan's step playbooks, not config-download's.")
     parser.add_argument("--ansible-forks", type=int, metavar="N",
                         help="Number of Ansible forks.")
-    parser.add_argument("--resume", action="store_true", default=False,
-                        help="Skip the hosts and steps already finished.")
+    earlier = parser.add_mutually_exclusive_group()
+    earlier.add_argument(
+        "--resume", action="store_true", default=False,
+        help="Continue the stage's unfinished progress: skip the hosts and "
+             "steps already finished.")
+    earlier.add_argument(
+        "--restart", action="store_true", default=False,
+        help="Discard the unfinished progress of the hosts selected and start "
+             "them again from the first step (finished hosts are left out).")
+    earlier.add_argument(
+        "--rerun", action="store_true", default=False,
+        help="Run finished work again on purpose: needed for a finished "
+             "stage, and for an upgrade stage once converge has run.")
     add_fleet(parser, "The rehearsal fleet the plan was prepared for (must match).")
     parser.add_argument(
         "--overcloud-ssh-key", metavar="FILE",
@@ -110,8 +126,23 @@ def run_options(parsed_args: argparse.Namespace, **more: Any) -> RunOptions:
 
     return RunOptions(limit=parsed_args.limit, tags=parsed_args.tags,
                       skip_tags=parsed_args.skip_tags, forks=parsed_args.ansible_forks,
-                      resume=parsed_args.resume, playbooks=parsed_args.playbook,
+                      resume=parsed_args.resume, restart=parsed_args.restart,
+                      rerun=parsed_args.rerun, playbooks=parsed_args.playbook,
                       **more)
+
+
+def command_line(parsed_args: argparse.Namespace, args: list[str],
+                 stack: str | None = None) -> str:
+    """``openstack overcloud upgrade <args>`` for the same stack and working
+    dir as ``parsed_args``, to show as the next command to type."""
+    import shlex
+
+    where: list[str] = []
+    if getattr(parsed_args, "working_dir", None):
+        where = ["--working-dir", parsed_args.working_dir]
+    elif (stack or parsed_args.stack) != default_stack():
+        where = ["--stack", stack or parsed_args.stack]
+    return shlex.join(["openstack", "overcloud", "upgrade", *args, *where])
 
 
 def run_place(parsed_args: argparse.Namespace) -> dict[str, Any]:

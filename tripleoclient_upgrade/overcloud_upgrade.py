@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -82,9 +83,14 @@ class Prepare(UpgradeLister):
     def action(self, parsed_args: argparse.Namespace) -> Table:
         import composable_upgrades as cu
 
+        stack = parsed_args.stack
+        if parsed_args.outputs_file:
+            shown = _stack_show(parsed_args.outputs_file, force=parsed_args.force)
+            if shown and stack == options.default_stack():
+                stack = shown
         result = cu.prepare(
-            self._outputs(parsed_args), options.working_dir(parsed_args),
-            stack=parsed_args.stack, stages_file=parsed_args.stages_file,
+            self._outputs(parsed_args), options.working_dir(parsed_args, stack),
+            stack=stack, stages_file=parsed_args.stages_file,
             dependencies_file=parsed_args.dependencies_file,
             converge_file=parsed_args.converge_file,
             fleet=options.fleet(parsed_args), noop=parsed_args.noop,
@@ -94,8 +100,11 @@ class Prepare(UpgradeLister):
         for warning in result.plan.warnings:
             self.note(f"warning: {warning}")
         state = "written to" if result.changed else "unchanged in"
-        self.note(f"Upgrade plan for stack {parsed_args.stack} {state} "
-                  f"{result.plan_dir}")
+        self.note(f"Upgrade plan for stack {stack} {state} {result.plan_dir}")
+        from composable_upgrades.views.status import next_command
+
+        args = next_command(options.working_dir(parsed_args, stack))
+        self.note(f"next: {options.command_line(parsed_args, args, stack)}")
         return result.prepared.summary()
 
 
@@ -149,6 +158,38 @@ class Prepare(UpgradeLister):
         return manager.session
 
 
+def _stack_show(path: str, *, force: bool) -> str | None:
+    """Check an outputs file before it is read: a table is not data, and a
+    ``stack show`` of a stack whose last action failed or is still going is
+    refused (as it is from Heat) unless ``force``. Returns the stack's name
+    that a ``stack show`` file gives, if any."""
+    import yaml
+
+    from composable_upgrades import OutputsError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return None  # the SDK says what is wrong with the file
+    if text.lstrip().startswith("+-"):
+        raise OutputsError("a table; expected JSON or YAML; use `-f json`",
+                           source=path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    status = str(data.get("stack_status") or "")
+    if not force and ("FAILED" in status or "IN_PROGRESS" in status):
+        raise OutputsError(f"stack {data.get('stack_name') or ''} is {status}; "
+                           "pass --force to use its outputs anyway".replace(
+                               "stack  is", "the stack is"), source=path)
+    name = data.get("stack_name")
+    return name if isinstance(name, str) and name else None
+
+
 class Plan(UpgradeLister):
     """Show the prepared upgrade plan: stages, steps, roles, services, tasks."""
 
@@ -186,6 +227,65 @@ def _confirm(command, parsed_args: argparse.Namespace, question: str) -> None:
         raise UpgradeError("not confirmed: nothing was run")
 
 
+def _count(number: int, word: str) -> str:
+    """``1 batch``, ``2 batches``, ``1 host``, ``3 hosts``."""
+    if number == 1:
+        return f"1 {word}"
+    return f"{number} {word}{'es' if word.endswith(('ch', 'sh', 's')) else 's'}"
+
+
+def _checked(command, parsed_args: argparse.Namespace, stage: str,
+             run_options: Any, what: str) -> Any:
+    """Every check of the run first, then the confirmation that says what will
+    run; the run options to run with.
+
+    Unfinished progress of the stage is the one question -y does not answer:
+    with -y (or without a terminal) the run is refused and the refusal names
+    --resume and --restart; on a terminal the question offers to resume.
+    """
+    import dataclasses
+    import sys
+
+    from composable_upgrades.run.execute import check_run
+    from composable_upgrades import UnfinishedWorkError
+
+    if parsed_args.dry_run:
+        return run_options
+    where = (options.working_dir(parsed_args), stage)
+    place = options.run_place(parsed_args)
+    unfinished = None
+    try:
+        plan, request = check_run(*where, run_options, **place)
+    except UnfinishedWorkError as exc:
+        if parsed_args.yes or not sys.stdin.isatty():
+            raise
+        unfinished = exc
+        run_options = dataclasses.replace(run_options, resume=True)
+        plan, request = check_run(*where, run_options, **place)
+    if parsed_args.yes:
+        return run_options
+    if len(request.batches) > 1:
+        for number, batch in enumerate(request.batches, start=1):
+            command.note(f"batch {number}: {', '.join(batch)}")
+    facts = [f"{_count(len(request.hosts), 'host')} in "
+             f"{_count(len(request.batches), 'batch')}",
+             "steps " + ", ".join(map(str, request.steps))]
+    if run_options.limit:
+        facts.append(f"--limit {run_options.limit}")
+    if plan.variant == "noop":
+        facts.append("a no-op rehearsal")
+    elif plan.is_rehearsal:
+        facts.append("a rehearsal on the fleet")
+    if request.reset:
+        facts.append(f"discarding the progress of {_count(len(request.reset), 'host')}")
+    question = f"{what} ({'; '.join(facts)})?"
+    if unfinished is not None:
+        command.note(f"note: {unfinished}")
+        question = f"{what}, resuming its unfinished progress ({'; '.join(facts)})?"
+    _confirm(command, parsed_args, question)
+    return run_options
+
+
 class _RunCommand(UpgradeLister):
     """Shared display of a run: hosts x steps, elapsed time per step."""
 
@@ -210,9 +310,19 @@ class _RunCommand(UpgradeLister):
         self.note(f"stage {result.stage}: {result.status} in "
                   f"{result.duration:.1f}s; reproduce with "
                   f"{result.reproduce_script}")
+        if result.run_dir:
+            self.note(f"log: {os.path.join(result.run_dir, 'run.log')}")
         if not result.ok:
             self.exit_status = 1
+        self.next_hint(parsed_args)
         return result.outcome_table()
+
+    def next_hint(self, parsed_args: argparse.Namespace) -> None:
+        """``next: openstack overcloud upgrade ...``, the command to type next."""
+        from composable_upgrades.views.status import next_command
+
+        args = next_command(options.working_dir(parsed_args))
+        self.note(f"next: {options.command_line(parsed_args, args)}")
 
     def preview(self, preview: RunPreview) -> Table:
         """A dry run: the ansible-playbook calls on stderr, the batches as rows."""
@@ -223,8 +333,8 @@ class _RunCommand(UpgradeLister):
         for command in preview.commands:
             self.note(f"batch {command.batch}, step {command.step}: "
                       f"{shlex.join(command.argv)}")
-        self.note(f"dry run: {len(preview.batches)} batches would run; "
-                  "nothing was run")
+        self.note(f"dry run: {_count(len(preview.batches), 'batch')} of "
+                  f"{_count(len(preview.hosts), 'host')} would run; nothing was run")
         return (["Batch", "Hosts"],
                 [(i, ", ".join(b)) for i, b in enumerate(preview.batches, 1)])
 
@@ -265,11 +375,10 @@ class Run(_RunCommand):
     def action(self, parsed_args: argparse.Namespace) -> Table:
         from composable_upgrades.run.execute import run_stage
 
-        _confirm(self, parsed_args,
-                 f"Upgrade stage {parsed_args.stage} of stack {parsed_args.stack}?")
-        run_options = options.run_options(
+        run_options = _checked(self, parsed_args, parsed_args.stage, options.run_options(
             parsed_args, force=parsed_args.force, batch_size=parsed_args.batch_size,
-            max_fail_percentage=parsed_args.max_fail_percentage)
+            max_fail_percentage=parsed_args.max_fail_percentage),
+            f"Upgrade stage {parsed_args.stage} of stack {parsed_args.stack}")
         return self.execute(parsed_args, lambda show: run_stage(
             options.working_dir(parsed_args), parsed_args.stage, run_options,
             dry_run=parsed_args.dry_run, progress=show,
@@ -296,12 +405,14 @@ class Converge(_RunCommand):
         return parser
 
     def action(self, parsed_args: argparse.Namespace) -> Table:
+        from composable_upgrades.planning.stages import CONVERGE
         from composable_upgrades.run.converge import converge
 
-        _confirm(self, parsed_args, f"Converge the upgrade of stack {parsed_args.stack}?")
+        run_options = _checked(self, parsed_args, CONVERGE, options.run_options(
+            parsed_args, force=parsed_args.force),
+            f"Converge the upgrade of stack {parsed_args.stack}")
         return self.execute(parsed_args, lambda show: converge(
-            options.working_dir(parsed_args),
-            options.run_options(parsed_args, force=parsed_args.force),
+            options.working_dir(parsed_args), run_options,
             dry_run=parsed_args.dry_run, progress=show,
             **options.run_place(parsed_args)))
 
@@ -320,15 +431,26 @@ class Status(UpgradeLister):
 
         from composable_upgrades.views.status import status
 
+        def when(moment: float | None) -> str:
+            return (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
+                    if moment else "")
+
         rows = []
         for s in status(options.working_dir(parsed_args)):
-            started = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_started))
-                       if s.last_started else "")
-            last = f"{s.last_run} ({s.last_status}, {started})" if s.last_run else ""
+            last = (f"{s.last_run} ({s.last_status}, {when(s.last_started)})"
+                    if s.last_run else "")
             pending = ", ".join(s.pending[:5]) + (
                 f" and {len(s.pending) - 5} more" if len(s.pending) > 5 else "")
+            now = ""
+            if s.running:
+                r = s.running
+                now = (f"{r.run_id}: batch {r.batch}/{r.batches}, step {r.step} since "
+                       f"{when(r.step_started)}" if r.step is not None
+                       else f"{r.run_id}: since {when(r.started)}")
             rows.append((s.stage, s.state, len(s.hosts), len(s.done),
                          len(s.failed), len(s.pending), pending, last,
-                         round(s.last_duration, 1) if s.last_duration else None))
+                         round(s.last_duration, 1) if s.last_duration else "",
+                         now, ", ".join(s.rerun_after_converge)))
         return (["Stage", "State", "Hosts", "Done", "Failed", "Pending",
-                 "Pending hosts", "Last run", "Duration (s)"], rows)
+                 "Pending hosts", "Last run", "Duration (s)", "Running",
+                 "Re-run after converge"], rows)

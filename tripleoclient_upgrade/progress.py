@@ -55,6 +55,7 @@ def _lines(stream: IO[str]):
                     f"{event.status}" + (f" ({event.message})" if event.message else "")
                     + f" [{event.units_done}/{event.units_total} host-steps]")
         if text:
-            stream.write(text + "\n")
+            import time
+            stream.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
             stream.flush()
     return show

@@ -10,14 +10,14 @@ from composable_upgrades.rehearsal.demo import demo_dependencies_path, demo_outp
 from composable_upgrades.planning.dependencies import Dependencies
 from composable_upgrades.views.diff import plan_diff
 from composable_upgrades.run.events import ProgressEvent, StopRequest
-from composable_upgrades.run.execute import run_stage
+from composable_upgrades.run.execute import check_run, run_stage
 from composable_upgrades.run.options import RunOptions
 from composable_upgrades.run.preview import RunPreview
 from composable_upgrades.errors import (
     DependencyCycleError, HeatError, InputFileError, LockedError, OptionError,
     OutputsError, PlanNotFoundError, RunError, StageError, StageNotFinishedError,
-    UnknownHostError, UnknownRoleError, UnsafeNameError, UpgradeError,
-    WorkdirError)
+    UnfinishedWorkError, UnknownHostError, UnknownRoleError, UnsafeNameError,
+    UpgradeError, WorkdirError)
 from composable_upgrades.model.fleet import Fleet
 from composable_upgrades.views.history import History
 from composable_upgrades.rehearsal.invariants import Check, InvariantReport, check_invariants
@@ -35,7 +35,7 @@ __all__ = [
     "StackOutputs", "Deployment", "Host", "Role", "Task", "Dependencies",
     "UpgradePlan", "Stage", "Step", "RolePlay", "build_plan", "plan_upgrade",
     "prepare", "PrepareResult", "PreparedPlan", "Workdir",
-    "default_working_dir", "Fleet", "run_stage", "converge", "status",
+    "default_working_dir", "Fleet", "run_stage", "check_run", "converge", "status",
     "RunOptions", "RunPreview", "ProgressEvent", "StopRequest", "demo_outputs", "demo_dependencies_path",
     "seed_fleet", "check_invariants", "InvariantReport", "Check",
     "History", "HistoryStore", "plan_diff",
@@ -43,5 +43,5 @@ __all__ = [
     "UpgradeError", "OutputsError", "InputFileError", "UnknownRoleError",
     "UnknownHostError", "UnsafeNameError", "DependencyCycleError",
     "WorkdirError", "PlanNotFoundError", "StageError",
-    "StageNotFinishedError", "LockedError", "RunError", "HeatError", "OptionError",
+    "StageNotFinishedError", "UnfinishedWorkError", "LockedError", "RunError", "HeatError", "OptionError",
 ]

@@ -17,7 +17,8 @@ print it as is. The tree (what each carries)::
     ├── WorkdirError            path
     │   └── PlanNotFoundError
     ├── StageError              stage
-    │   └── StageNotFinishedError   pending
+    │   ├── StageNotFinishedError   pending
+    │   └── UnfinishedWorkError
     ├── LockedError             path, pid
     ├── RunError                stage, step, rc
     └── OptionError             option, value
@@ -147,6 +148,12 @@ class StageNotFinishedError(StageError):
             f"stage {stage!r} is not finished ({len(pending)} hosts pending: "
             f"{shown}{more}); finish it before {needed_by}, or pass --force",
             stage=stage)
+
+
+class UnfinishedWorkError(StageError):
+    """The hosts a run would upgrade have unfinished progress of the stage; the
+    run must say whether to continue it (``resume``) or start it again
+    (``restart``)."""
 
 
 class LockedError(UpgradeError):

@@ -1,9 +1,16 @@
 """Running a stage of a prepared plan: the public entry points.
 
-:func:`run_stage` checks the request, takes the stack's lock, and hands the
-run to the stage runner (:mod:`.stage_runner`, the policy) with the
-ansible-runner executor (:mod:`.ansible`); ``dry_run`` returns the
-:class:`~.preview.RunPreview` instead.
+:func:`run_stage` checks the request, takes the stack's lock, checks it
+again, and hands the run to the stage runner (:mod:`.stage_runner`, the
+policy) with the ansible-runner executor (:mod:`.ansible`); ``dry_run``
+returns the :class:`~.preview.RunPreview` instead. Every check runs before
+anything is written, so a refused run leaves the working dir as it was.
+:func:`check_run` is the same checks alone, for a command to make before it
+asks for confirmation.
+
+Around the runner, the run is journaled (its start, what a ``rerun`` or
+``restart`` discards; the runner journals each step) and logged to the
+``run.log`` of its run folder (:mod:`.run_log`).
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from typing import Any
 
 from composable_upgrades.model.fleet import Fleet
 from composable_upgrades.model.kinds import RunStatus
+from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.run.ansible import AnsibleExecutor
-from composable_upgrades.run.events import Progress, StopRequest
+from composable_upgrades.run.events import Progress, ProgressEvent, StopRequest
 from composable_upgrades.run.options import RunOptions
 from composable_upgrades.run.preview import DryRunResult, preview_run
-from composable_upgrades.run.request import checked_request
+from composable_upgrades.run.request import RunRequest, checked_request
+from composable_upgrades.run.run_log import RUN_LOG, RunLog
 from composable_upgrades.run.stage_runner import run_request
 from composable_upgrades.state.journal import Journal
 from composable_upgrades.state.lock import acquire, stale_lock_note
@@ -45,7 +54,10 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
     ``limit`` narrows the hosts; ``batch_size`` (``N`` or ``N%``) splits a
     non-controlplane stage into batches, each of which runs every step;
     failed hosts count against ``max_fail_percentage`` (default 0) of their
-    batch. ``resume`` skips units the journal has as finished. ``steps`` (or
+    batch. ``resume`` skips units the journal has as finished; a stage with
+    unfinished progress refuses to start without ``resume`` or ``restart``,
+    and finished work (or an upgrade stage after converge) without ``rerun``.
+    ``steps`` (or
     ``playbooks``) restrict the run to some steps; a run with ``tags`` does
     not count towards finishing the stage. A stage refuses to start while the
     stages it needs are unfinished, unless ``force``. Ctrl-C once stops after
@@ -58,28 +70,73 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
     workdir = Workdir.at(working_dir)
     if dry_run:
         plan, env, request = checked_request(workdir, stage, options, fleet=fleet,
-                                             ssh_key=ssh_key)
+                                             ssh_key=ssh_key, journal=False)
         now = time.time()
         return DryRunResult(run_id=new_run_id(stage), stage=stage,
                             plan_sha=plan.sha256, status=RunStatus.DRY_RUN,
                             started=now, ended=now, options=request.options.as_dict(),
                             batches=list(request.batches),
                             preview=preview_run(plan, request, env))
+    # Refuse before anything is written (the lock makes the state folder).
+    checked_request(workdir, stage, options, fleet=fleet, ssh_key=ssh_key)
     # The lock comes first: a prepare cannot swap the plan under this run.
     with acquire(workdir.state_dir, purpose=f"run of stage {stage}") as lock:
         plan, env, request = checked_request(workdir, stage, options, fleet=fleet,
                                              ssh_key=ssh_key)
         run_id = new_run_id(stage)
-        executor = AnsibleExecutor(plan, os.path.join(workdir.runs_dir, run_id),
-                                   env=env)
+        run_dir = os.path.join(workdir.runs_dir, run_id)
+        journal = Journal(workdir.state_dir)
+        _journal_start(journal, request, run_id)
+        log = RunLog(os.path.join(run_dir, RUN_LOG),
+                     HistoryStore(workdir.history_path) if sink is None else sink)
+        executor = AnsibleExecutor(plan, run_dir, env=env)
         stop = stop or StopRequest()
         with _sigint(stop):
             return run_request(
-                plan, request, executor, run_id=run_id,
-                journal=Journal(workdir.state_dir),
-                sink=HistoryStore(workdir.history_path) if sink is None else sink,
-                progress=progress, stop=stop,
+                plan, request, executor, run_id=run_id, journal=journal, sink=log,
+                progress=_both(log.progress, progress), stop=stop,
                 notes=[stale_lock_note(lock.stale_owner)] if lock.stale_owner else [])
+
+
+def check_run(working_dir: str | os.PathLike[str], stage: str,
+              options: RunOptions | None = None, *,
+              fleet: Fleet | str | None = None,
+              ssh_key: str | os.PathLike[str] | None = None,
+              **overrides: Any) -> tuple[PreparedPlan, RunRequest]:
+    """Every check :func:`run_stage` makes before it runs, and nothing run or
+    written: the plan and the request as the run would see them now.
+
+    Raises what :func:`run_stage` would: a needed stage unfinished, finished
+    work without ``rerun``, unfinished work without ``resume`` or ``restart``
+    (:class:`~.request.UnfinishedWorkError`), the lock held, a fleet or key
+    that does not fit, an option that does not apply.
+    """
+    options = RunOptions.build(options, **overrides)
+    plan, _, request = checked_request(Workdir.at(working_dir), stage, options,
+                                       fleet=fleet, ssh_key=ssh_key)
+    return plan, request
+
+
+def _journal_start(journal: Journal, request: RunRequest, run_id: str) -> None:
+    """Open the run in the journal, after discarding what it starts again."""
+    stage = request.stage
+    if request.reset:
+        journal.record_reset(stage.sha256, run_id, stage.name, request.reset,
+                             request.steps, rerun=request.options.rerun)
+    journal.record_start(stage.sha256, {
+        "run": run_id, "stage": stage.name, "pid": os.getpid(),
+        "hosts": len(request.hosts), "batches": len(request.batches)})
+
+
+def _both(first: Progress, second: Progress | None) -> Progress:
+    """A progress callback that tells ``first``, then ``second`` if any."""
+    if second is None:
+        return first
+
+    def tell(event: ProgressEvent) -> None:
+        first(event)
+        second(event)
+    return tell
 
 
 @contextlib.contextmanager

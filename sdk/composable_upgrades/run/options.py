@@ -23,7 +23,11 @@ class RunOptions:
     or ``N%``) and ``max_fail_percentage`` apply to the batched stages;
     ``forks`` is Ansible's; ``resume`` skips finished units; ``steps`` (or
     ``playbooks``, the step playbooks' file names) restrict the steps;
-    ``force`` runs although a needed stage is unfinished.
+    ``force`` runs although a needed stage is unfinished. What to do with
+    earlier work of the stage (one at most): ``resume`` continues it;
+    ``restart`` discards the unfinished progress of the hosts selected and
+    starts them again; ``rerun`` repeats finished work on purpose (needed for
+    a finished stage, and for any upgrade stage once converge has run).
     """
 
     limit: str | Sequence[str] | None = None
@@ -36,6 +40,8 @@ class RunOptions:
     steps: Sequence[int | str] | None = None
     playbooks: Sequence[str] | None = None
     force: bool = False
+    restart: bool = False
+    rerun: bool = False
 
     @classmethod
     def build(cls, options: RunOptions | None = None, /,
@@ -61,7 +67,7 @@ class RunOptions:
                 "max_fail_percentage": self.max_fail_percentage,
                 "forks": self.forks, "resume": self.resume,
                 "steps": list(self.steps) if self.steps else None,
-                "force": self.force}
+                "force": self.force, "restart": self.restart, "rerun": self.rerun}
 
 
 #: The names of the fields of :class:`RunOptions`.

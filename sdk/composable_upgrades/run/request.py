@@ -1,18 +1,29 @@
 """Before a run: its options checked against the plan, its hosts, steps and
-batches decided, its SSH key found, and the stages it needs."""
+batches decided, its SSH key found, the stages it needs, and what the journal
+says of the work it would repeat.
+
+Every check here runs before a command asks for confirmation, and again under
+the stack's lock before the run starts, so a refused run asks nothing and
+writes nothing.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from composable_upgrades.errors import OptionError, StageError
+import yaml
+
+from composable_upgrades.errors import (
+    LockedError, OptionError, StageError, StageNotFinishedError, UnfinishedWorkError)
 from composable_upgrades.model.fleet import Fleet
 from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.planning.prepared import PreparedPlan, PreparedStage
 from composable_upgrades.run.executor import StepJob
-from composable_upgrades.run.limits import batches_of, select_hosts
+from composable_upgrades.run.limits import batch_hosts, batches_of, select_hosts
 from composable_upgrades.run.environment import run_environment
 from composable_upgrades.run.options import RunOptions
 from composable_upgrades.state.journal import Journal
@@ -23,7 +34,9 @@ from composable_upgrades.state.workdir import Workdir
 class RunRequest:
     """What a run will do: its stage, hosts, steps, batches and options.
 
-    ``options.steps`` holds the steps chosen by ``steps`` or ``playbooks``.
+    ``options.steps`` holds the steps chosen by ``steps`` or ``playbooks``;
+    ``reset`` the hosts whose progress of these steps the run discards before
+    it starts (``rerun``, ``restart``).
     """
 
     stage: PreparedStage
@@ -31,6 +44,11 @@ class RunRequest:
     steps: tuple[int | str, ...]
     batches: tuple[tuple[str, ...], ...]
     options: RunOptions
+    reset: tuple[str, ...] = field(default=())
+
+    def units(self) -> set[tuple[int | str, str]]:
+        """The (step, host) units the run would run."""
+        return {(s, h) for s in self.steps for h in self.in_play(s, self.hosts)}
 
     def in_play(self, step: int | str, hosts: Iterable[str]) -> tuple[str, ...]:
         """The ``hosts`` that a play of ``step`` runs on."""
@@ -50,21 +68,78 @@ def plan_run(plan: PreparedPlan, stage: str,
     """Check a run's options against ``plan`` and decide hosts, steps, batches."""
     options = options or RunOptions()
     target = plan.stage(stage)
+    _check_modes(options)
     _check_batching(target, options)
     named = _named_steps(target, options)
     if not target.hosts:
         raise StageError(f"stage {stage!r} has no hosts", stage=stage)
+    if target.kind == StageKind.EXTERNAL and not options.tags:
+        tags = stage_tags(plan, target)
+        raise StageError(f"stage {stage!r} runs by tags: pass --tags with some of "
+                         f"{', '.join(tags) if tags else '(its tasks have no tags)'}",
+                         stage=stage)
     hosts = select_hosts(plan, target.hosts, options.limit)
     if not hosts:
         raise StageError(f"--limit {options.limit} matches no host of stage "
                          f"{stage!r}", stage=stage)
-    batches = (batches_of(hosts, options.batch_size)
-               if target.kind == StageKind.BATCHED else [tuple(hosts)])
     return RunRequest(stage=target, hosts=tuple(hosts),
                       steps=tuple(s for s in target.numbers
                                   if not named or s in named),
-                      batches=tuple(batches),
+                      batches=tuple(_batches(plan, target, hosts, options)),
                       options=replace(options, steps=named or None))
+
+
+def _batches(plan: PreparedPlan, stage: PreparedStage, hosts: Iterable[str],
+             options: RunOptions) -> list[tuple[str, ...]]:
+    hosts = list(hosts)
+    if stage.kind != StageKind.BATCHED:
+        return [tuple(hosts)] if hosts else []
+    return batches_of(hosts, options.batch_size,
+                      {h: plan.role_of(h) or "" for h in hosts})
+
+
+def _check_modes(options: RunOptions) -> None:
+    """``resume``, ``restart`` and ``rerun`` each say what to do with earlier
+    work; one at a time."""
+    given = [name for name, on in (("--resume", options.resume),
+                                   ("--restart", options.restart),
+                                   ("--rerun", options.rerun)) if on]
+    if len(given) > 1:
+        raise OptionError(f"cannot be used with {given[0]}: pass one of "
+                          "--resume, --restart and --rerun", option=given[1])
+
+
+def stage_tags(plan: PreparedPlan, stage: PreparedStage) -> list[str]:
+    """The tags of the tasks of ``stage`` (from its task files), sorted."""
+    found: set[str] = set()
+    for step in stage.steps:
+        try:
+            with open(plan.file(step.playbook), encoding="utf-8") as handle:
+                plays = yaml.safe_load(handle) or []
+        except (OSError, yaml.YAMLError):
+            continue
+        for play in plays if isinstance(plays, list) else []:
+            for item in (play.get("tasks") or []) if isinstance(play, dict) else []:
+                included = isinstance(item, dict) and item.get("import_tasks")
+                if not included:
+                    _collect_tags([item], found)
+                    continue
+                try:
+                    with open(plan.file(included), encoding="utf-8") as handle:
+                        _collect_tags(yaml.safe_load(handle) or [], found)
+                except (OSError, yaml.YAMLError):
+                    continue
+    return sorted(found)
+
+
+def _collect_tags(tasks: object, found: set[str]) -> None:
+    for task in tasks if isinstance(tasks, list) else []:
+        if not isinstance(task, dict):
+            continue
+        tags = task.get("tags") or []
+        found.update(str(t) for t in ([tags] if isinstance(tags, str) else tags))
+        for key in ("block", "rescue", "always"):
+            _collect_tags(task.get(key), found)
 
 
 def _check_batching(stage: PreparedStage, options: RunOptions) -> None:
@@ -76,6 +151,8 @@ def _check_batching(stage: PreparedStage, options: RunOptions) -> None:
                                  f"together and stops at the first failure; "
                                  f"{option} applies to the batched stages",
                                  stage=stage.name)
+    if options.batch_size is not None and options.batch_size != "":
+        batch_hosts(max(1, len(stage.hosts)), options.batch_size)
     share = options.max_fail_percentage
     if share is not None and not 0 <= share <= 100:
         raise OptionError("must be between 0 and 100", option="--max-fail-percentage",
@@ -146,13 +223,112 @@ def ssh_key_env(working_dir: str, plan: PreparedPlan,
 
 def checked_request(workdir: Workdir, stage: str, options: RunOptions, *,
                     fleet: Fleet | str | None = None,
-                    ssh_key: str | os.PathLike[str] | None = None
+                    ssh_key: str | os.PathLike[str] | None = None,
+                    journal: bool = True
                     ) -> tuple[PreparedPlan, dict[str, str], RunRequest]:
-    """The plan, the run's environment and its request, all checked."""
+    """The plan, the run's environment and its request, all checked.
+
+    With ``journal`` (not for a dry run), also the lock, the stages the run
+    needs and the work it would repeat (see :func:`check_progress`).
+    """
     plan = workdir.load_plan()
     check_fleet(plan, fleet)
     env = run_environment(options, extra=ssh_key_env(workdir.path, plan, ssh_key))
-    return plan, env, plan_run(plan, stage, options)
+    request = plan_run(plan, stage, options)
+    if journal:
+        check_unlocked(workdir.state_dir)
+        request = check_progress(plan, Journal(workdir.state_dir), request)
+    return plan, env, request
+
+
+def check_unlocked(state_dir: str) -> None:
+    """:class:`LockedError` if a live run of this host holds the stack's lock
+    (read only: the lock itself is taken when the run starts)."""
+    path = os.path.join(state_dir, "lock")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            owner = json.load(handle)
+    except (OSError, ValueError):
+        return
+    pid = owner.get("pid") if isinstance(owner, dict) else None
+    if not isinstance(pid, int) or owner.get("host") != socket.gethostname():
+        return
+    if pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # stale: the run takes it over
+    except PermissionError:
+        pass
+    raise LockedError(f"{path}: another run holds the lock (pid {pid}, "
+                      f"{owner.get('purpose', 'a run')}); one run per stack at a "
+                      "time", path=path, pid=pid)
+
+
+def check_progress(plan: PreparedPlan, journal: Journal,
+                   request: RunRequest) -> RunRequest:
+    """``request`` checked against the journal, and what it discards first.
+
+    Refuses (unless ``force``) while a stage it needs is unfinished; refuses
+    to repeat finished work, or anything of an upgrade stage once converge
+    has run, unless ``rerun``; and, when the hosts it would upgrade have
+    unfinished progress, refuses unless told to continue it (``resume``) or
+    start it again (``restart``: hosts that finished are left out). A run
+    with ``tags`` (except on the external stage) finishes nothing, so it is
+    never asked to resume.
+    """
+    stage, options = request.stage, request.options
+    pending = stage_guard(plan, journal, stage)
+    if pending and not options.force:
+        name, left = pending[0]
+        raise StageNotFinishedError(name, left, needed_by=(
+            "converge" if stage.kind == StageKind.CONVERGE
+            else f"stage {stage.name!r}"))
+    tags = options.tags if stage.kind == StageKind.EXTERNAL else None
+    everything = journal.progress(plan.stages, tags=tags)
+    progress = everything[stage.name]
+    partial = bool(options.tags) and stage.kind != StageKind.EXTERNAL
+    units = request.units()
+    if options.rerun:
+        reset = () if partial else request.hosts
+        return replace(request, reset=reset)
+    converged = [s for s in plan.stages if s.kind == StageKind.CONVERGE
+                 and everything[s.name].started]
+    if converged and stage.kind in (StageKind.CONTROLPLANE, StageKind.BATCHED) \
+            and not (options.resume and units <= progress.finished):
+        raise StageError(f"converge has run: stage {stage.name!r} would run on "
+                         "upgraded and converged hosts again; pass --rerun to run "
+                         "it anyway", stage=stage.name)
+    if units <= progress.finished:
+        if options.resume:
+            return request
+        raise StageError(f"stage {stage.name!r} is finished on "
+                         + _hosts_phrase(request.hosts)
+                         + "; pass --rerun to run it again", stage=stage.name)
+    touched = [h for h in request.hosts if progress.touched(h)]
+    if not touched or options.resume or partial:
+        return request
+    done = [h for h in touched if all(u in progress.finished
+                                      for u in units if u[1] == h)]
+    if options.restart:
+        left = [h for h in request.hosts if h not in done]
+        return replace(request, hosts=tuple(left),
+                       batches=tuple(_batches(plan, stage, left, options)),
+                       reset=tuple(h for h in left if h in touched))
+    parts = [f"{len(done)} finished"] if done else []
+    if len(touched) > len(done):
+        parts.append(f"{len(touched) - len(done)} partly done")
+    raise UnfinishedWorkError(
+        f"stage {stage.name!r} has unfinished progress on {len(touched)} of the "
+        f"{len(request.hosts)} hosts selected ({', '.join(parts)}); pass --resume "
+        "to continue it, or --restart to start it again", stage=stage.name)
+
+
+def _hosts_phrase(hosts: tuple[str, ...]) -> str:
+    if len(hosts) == 1:
+        return hosts[0]
+    return f"the {len(hosts)} hosts selected"
 
 
 def stage_guard(plan: PreparedPlan, journal: Journal, stage: PreparedStage

@@ -8,6 +8,15 @@ finishing (or failing) one step of one batch of a stage; a run line closes
 each run. Resume skips finished units; status and the stage guards read the
 progress from here. A line torn by a kill is ignored when read and ended
 before the next append.
+
+Entries are read in order, and the last word on a (step, host) unit wins: a
+unit is finished only while its latest entry is ``ok``. A step is journaled
+as ``started`` on its hosts before it runs, so a step cut short (by Ctrl-C,
+a kill or a crash) is unfinished on every host it touched, whatever an older
+run left. A ``reset`` line (``--rerun``, ``--restart``) discards the
+progress of some hosts before a run does their steps again; a ``start`` line
+opens each run, so a run without its closing line is in progress (or was
+killed).
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ JOURNAL_FILE = "journal.jsonl"
 #: Unit outcomes (aliases of :class:`.kinds.UnitStatus`, kept for older callers).
 OK = UnitStatus.OK
 FAILED = UnitStatus.FAILED
+#: A unit whose step began; it stays unfinished until ``ok`` follows it.
+STARTED = "started"
 
 
 @dataclass
@@ -38,6 +49,17 @@ class StageProgress:
     finished: set[tuple[int | str, str]] = field(default_factory=set)
     failed: dict[str, int | str] = field(default_factory=dict)
     runs: list[Mapping[str, Any]] = field(default_factory=list)
+    #: Units whose step began and never ended (cut short, or running now).
+    begun: set[tuple[int | str, str]] = field(default_factory=set)
+    #: ``reset`` lines of ``--rerun`` runs (their hosts and time).
+    reruns: list[Mapping[str, Any]] = field(default_factory=list)
+    #: ``start`` lines of runs whose closing ``run`` line never came.
+    open_runs: list[Mapping[str, Any]] = field(default_factory=list)
+
+    def touched(self, host: str) -> bool:
+        """True if anything of the stage ran (or began) on ``host``."""
+        return (host in self.failed
+                or any(h == host for _, h in self.finished | self.begun))
 
     def host_done(self, host: str) -> bool:
         """True if ``host`` finished every step of the stage."""
@@ -61,7 +83,7 @@ class StageProgress:
     @property
     def started(self) -> bool:
         """True if anything of the stage has run."""
-        return bool(self.finished or self.failed)
+        return bool(self.finished or self.failed or self.begun)
 
     @property
     def finished_stage(self) -> bool:
@@ -135,32 +157,103 @@ class Journal:
                      "status": status, "time": now, "tags": tags or None}
                     for h in hosts)
 
+    def record_started(self, stage_sha: str, run_id: str, stage: str, batch: int,
+                       step: int | str, hosts: Iterable[str], *,
+                       tags: str | None = None) -> None:
+        """Record that ``step`` of a batch begins on ``hosts``: until an ``ok``
+        follows, the step is unfinished there."""
+        self.record_units(stage_sha, run_id, stage, batch, step, hosts,
+                          STARTED, tags=tags)  # type: ignore[arg-type]
+
+    def record_reset(self, stage_sha: str, run_id: str, stage: str,
+                     hosts: Iterable[str], steps: Iterable[int | str], *,
+                     rerun: bool) -> None:
+        """Discard the progress of ``steps`` of ``stage`` on ``hosts``, before a
+        run does them again (``rerun``: finished work, on purpose)."""
+        self.append([{"kind": "reset", "sha": stage_sha, "run": run_id,
+                      "stage": stage, "hosts": list(hosts), "steps": list(steps),
+                      "rerun": rerun, "time": time.time()}])
+
+    def record_start(self, stage_sha: str, run: Mapping[str, Any]) -> None:
+        """Record the start of a run (id, stage, pid, batches, time)."""
+        self.append([{"kind": "start", "sha": stage_sha, "time": time.time(), **run}])
+
     def record_run(self, stage_sha: str, run: Mapping[str, Any]) -> None:
         """Record the end of a run (id, stage, status, times, options)."""
         self.append([{"kind": "run", "sha": stage_sha, **run}])
 
-    def progress(self, stages: Iterable[Any]) -> dict[str, StageProgress]:
-        """Progress of each stage (:class:`.PreparedStage` objects)."""
+    def progress(self, stages: Iterable[Any], *,
+                 tags: str | None = None) -> dict[str, StageProgress]:
+        """Progress of each stage (:class:`.PreparedStage` objects).
+
+        ``tags``: on the external stage (always run by tags), count only the
+        runs with these tags (None: any).
+        """
         stages = list(stages)
         result = {s.name: StageProgress(s.name, tuple(s.hosts), tuple(s.numbers))
                   for s in stages}
         sha = {s.name: s.sha256 for s in stages}
         # The external stage always runs by tags.
         by_tags = {s.name for s in stages if s.kind == StageKind.EXTERNAL}
+        starts: dict[str, Mapping[str, Any]] = {}
         for entry in self.entries():
             progress = result.get(entry.get("stage"))
             if progress is None or entry.get("sha") != sha[progress.stage]:
                 continue
-            if entry.get("kind") == "run":
+            kind = entry.get("kind")
+            if kind == "run":
                 progress.runs.append(entry)
+                starts.pop(entry.get("run"), None)
                 continue
-            if entry.get("tags") and progress.stage not in by_tags:
+            if kind == "start":
+                starts[entry.get("run")] = entry
+                continue
+            if kind == "reset":
+                _reset(progress, entry)
+                continue
+            if kind != "unit" or "step" not in entry or "host" not in entry:
+                continue
+            if entry.get("status") == STARTED and entry.get("run") in starts:
+                # where the run is now: the step it began last
+                starts[entry["run"]] = {**starts[entry["run"]], "at": {
+                    "batch": entry.get("batch"), "step": entry.get("step"),
+                    "time": entry.get("time")}}
+            if progress.stage in by_tags:
+                if tags is not None and entry.get("tags") != tags:
+                    continue
+            elif entry.get("tags"):
                 continue  # only some tasks ran: the step is not done
-            unit = (entry["step"], entry["host"])
-            if entry["status"] == UnitStatus.OK:
-                progress.finished.add(unit)
-                if progress.failed.get(entry["host"]) == entry["step"]:
-                    del progress.failed[entry["host"]]
-            else:
-                progress.failed[entry["host"]] = entry["step"]
+            _unit(progress, entry)
+        for entry in starts.values():
+            result[entry["stage"]].open_runs.append(entry)
         return result
+
+
+def _unit(progress: StageProgress, entry: Mapping[str, Any]) -> None:
+    """Apply one unit line: its status is now the unit's last word."""
+    unit = (entry["step"], entry["host"])
+    status = entry["status"]
+    progress.finished.discard(unit)
+    progress.begun.discard(unit)
+    if status == UnitStatus.OK:
+        progress.finished.add(unit)
+        if progress.failed.get(entry["host"]) == entry["step"]:
+            del progress.failed[entry["host"]]
+    elif status == STARTED:
+        progress.begun.add(unit)
+    else:
+        progress.failed[entry["host"]] = entry["step"]
+
+
+def _reset(progress: StageProgress, entry: Mapping[str, Any]) -> None:
+    """Apply a reset line: its hosts' progress of its steps is gone."""
+    hosts, steps = set(entry.get("hosts") or ()), list(entry.get("steps") or ())
+    for unit in [u for u in progress.finished | progress.begun
+                 if u[1] in hosts and u[0] in steps]:
+        progress.finished.discard(unit)
+        progress.begun.discard(unit)
+    for host in hosts:
+        if progress.failed.get(host) in steps:
+            del progress.failed[host]
+    if entry.get("rerun"):
+        progress.reruns.append(entry)
