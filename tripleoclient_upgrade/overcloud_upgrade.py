@@ -366,6 +366,11 @@ class Run(_RunCommand):
             help="Keep going while at most P%% of a batch's hosts failed "
                  "(default 0: any failure stops the stage).")
         options.add_dry_run(parser)
+        parser.add_argument(
+            "--syntax-check", action="store_true", default=False,
+            help="Run nothing: check the stage's playbooks with "
+                 "ansible-playbook --syntax-check, with the settings a run "
+                 "uses (every module, plugin and role must resolve).")
         parser.add_argument("--force", action="store_true", default=False,
                             help="Run even though the controlplane stage is "
                                  "unfinished.")
@@ -375,6 +380,8 @@ class Run(_RunCommand):
     def action(self, parsed_args: argparse.Namespace) -> Table:
         from composable_upgrades.run.execute import run_stage
 
+        if parsed_args.syntax_check:
+            return self.syntax_check(parsed_args)
         run_options = _checked(self, parsed_args, parsed_args.stage, options.run_options(
             parsed_args, force=parsed_args.force, batch_size=parsed_args.batch_size,
             max_fail_percentage=parsed_args.max_fail_percentage),
@@ -383,6 +390,19 @@ class Run(_RunCommand):
             options.working_dir(parsed_args), parsed_args.stage, run_options,
             dry_run=parsed_args.dry_run, progress=show,
             **options.run_place(parsed_args)))
+
+
+    def syntax_check(self, parsed_args: argparse.Namespace) -> Table:
+        """``run --syntax-check``: one row per playbook checked."""
+        from composable_upgrades.run.options import RunOptions
+        from composable_upgrades.run.syntax import syntax_check
+
+        checked = syntax_check(options.working_dir(parsed_args), parsed_args.stage,
+                               options=RunOptions(forks=parsed_args.ansible_forks))
+        self.note(f"syntax check passed: stage {parsed_args.stage}, "
+                  f"{len(checked.playbooks)} playbook"
+                  f"{'s' if len(checked.playbooks) != 1 else ''}")
+        return ["Playbook", "Result"], [(p, "ok") for p in checked.playbooks]
 
 
 class Converge(_RunCommand):
