@@ -241,7 +241,8 @@ class LaneSession:
                      for role in roles]
             for lane in lanes:
                 lane.events.step = job.step
-                lane.events.callbacks = callbacks
+                lane.events.callbacks = _naming_role(callbacks, lane.plan.role) \
+                    if len(wave) > 1 else callbacks
                 lane.events.records = []
                 self.release(lane, job.step)
             if not self.wait(lambda: all(lane.settled for lane in lanes), callbacks):
@@ -366,6 +367,12 @@ class LaneSession:
             lane.rc, lane.status = payload
             lane.ended = True
             self.executor.forget_command(lane.plan.name)
+
+
+def _naming_role(callbacks: StepCallbacks, role: str) -> StepCallbacks:
+    """``callbacks`` whose task names say the role: plays run at once."""
+    return StepCallbacks(task=lambda name: callbacks.task(f"{role}: {name}"),
+                         record=callbacks.record, stop_now=callbacks.stop_now)
 
 
 def _at_barrier(lane: Lane, task: str, data: Mapping[str, Any]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from composable_upgrades.errors import StageNotFinishedError
 from composable_upgrades.model.kinds import RunStatus, StageKind, TaskStatus, UnitStatus
-from composable_upgrades.planning.prepared import PreparedPlan
+from composable_upgrades.planning.prepared import PlannedStep, PreparedPlan
 from composable_upgrades.run.events import Progress, ProgressEvent, StopRequest
 from composable_upgrades.run.executor import (
     BatchJob, BatchSession, Executor, StepCallbacks, StepReport)
@@ -152,9 +152,9 @@ class StageRunner:
         """Run one step on ``hosts`` of a batch; journal and report how it went."""
         started = time.time()
         batches = len(self.request.batches)
-        self.emit("step_start", batch=batch, batches=batches, step=step,
-                  message=f"{len(hosts)} hosts")
         in_play = self.request.in_play(step, hosts)
+        self.emit("step_start", batch=batch, batches=batches, step=step,
+                  message=f"{len(hosts)} hosts" + _waves(self.stage.step(step), in_play))
         report = StepReport(rc=0)
         if in_play:
             job = self.request.job(result.run_id, batch, step, in_play)
@@ -223,3 +223,15 @@ class StageRunner:
         self.progress(ProgressEvent(kind=kind, stage=self.stage.name,
                                     units_done=self.units_done,
                                     units_total=self.units_total, **fields))
+
+
+def _waves(step: PlannedStep, hosts: Sequence[str]) -> str:
+    """How the step's role plays run, when more than one does: ``; at once:
+    Database + Messaging, then Controller``."""
+    playing = set(hosts)
+    waves = [[p.role for p in step.plays if p.role in wave and playing & set(p.hosts)]
+             for wave in step.waves]
+    waves = [w for w in waves if w]
+    if sum(len(w) for w in waves) < 2:
+        return ""
+    return "; plays " + ", then ".join(" + ".join(w) for w in waves)
