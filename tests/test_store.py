@@ -22,7 +22,7 @@ from matplotlib.colors import to_rgba  # noqa: E402
 import composable_upgrades as cu  # noqa: E402
 from composable_upgrades.views.diff import (  # noqa: E402
     SERVICE_ADDED, SERVICE_REMOVED, TASK_ADDED, TASK_MOVED, TASK_REMOVED,
-    diff_rows, plan_diff, plans_to_compare)
+    TASK_REORDERED, diff_rows, plan_diff, plans_to_compare)
 from composable_upgrades.run.execute import run_stage  # noqa: E402
 from composable_upgrades.views.history import History, step_outcomes  # noqa: E402
 from composable_upgrades.state.results import (  # noqa: E402
@@ -553,6 +553,27 @@ def test_plan_diff_takes_plan_data_and_is_empty_for_the_same_plan(two_plans) -> 
          TASK_REMOVED, SERVICE_ADDED])
     with pytest.raises(cu.UpgradeError, match="not a plan"):
         plan_diff({"format": 1}, current)
+
+
+def test_plan_diff_reports_a_changed_task_order_within_a_step() -> None:
+    def plan(order: list[str]) -> cu.UpgradePlan:
+        tasks = {"a": _copy("haproxy", "a", 2), "b": _copy("keystone", "b", 2),
+                 "c": _copy("haproxy", "c", 2), "d": _copy("haproxy", "d", 3)}
+        return cu.plan_upgrade(cu.StackOutputs.from_mapping({
+            "RoleData": {"Controller": {"service_names": ["haproxy", "keystone"],
+                                        "upgrade_tasks": [tasks[k] for k in order]}},
+            "AnsibleHostVarsMap": {"Controller": {h: {} for h in CONTROLLERS}}},
+            source=f"order {order}"))
+
+    # c now runs before a and b; d (another step) and the rest stay put.
+    _, rows = diff_rows(plan(["a", "b", "c", "d"]), plan(["c", "a", "b", "d"]))
+    assert [(r[0], r[4], r[5], r[6]) for r in rows] == [
+        (TASK_REORDERED, "haproxy: c", 2, 2), (TASK_REORDERED, "haproxy: a", 2, 2),
+        (TASK_REORDERED, "keystone: b", 2, 2)]
+    assert diff_rows(plan(["a", "b", "c", "d"]), plan(["a", "b", "c", "d"]))[1] == []
+    # Tasks added or removed do not make the others "reordered".
+    _, rows = diff_rows(plan(["a", "b", "d"]), plan(["a", "c", "b", "d"]))
+    assert [r[0] for r in rows] == [TASK_ADDED]
 
 
 def test_plans_to_compare_defaults_and_folders(two_plans, tmp_path: Path) -> None:

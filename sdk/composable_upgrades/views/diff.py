@@ -4,7 +4,9 @@ A task is known by its kind (upgrade, post-upgrade, external, converge), its
 role (or group), its name and its occurrence among the role's tasks of that
 name, so a task that Heat now puts at another step, or whose role moved to
 another stage, is *moved*, not removed and added. A task that runs at several
-steps (no step binding) is one task with several steps.
+steps (no step binding) is one task with several steps. Tasks that stay in a
+step but run in another order among the tasks both plans have there (a
+dependency change, a template's reordering) are reported one row each.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ PlanLike = Union[PreparedPlan, "UpgradePlan", Mapping[str, Any]]
 TASK_ADDED = "task added"
 TASK_REMOVED = "task removed"
 TASK_MOVED = "task moved"
+TASK_REORDERED = "task order changed"
 SERVICE_ADDED = "service added"
 SERVICE_REMOVED = "service removed"
-CHANGES = (SERVICE_REMOVED, SERVICE_ADDED, TASK_REMOVED, TASK_MOVED, TASK_ADDED)
+CHANGES = (SERVICE_REMOVED, SERVICE_ADDED, TASK_REMOVED, TASK_MOVED,
+           TASK_REORDERED, TASK_ADDED)
 
 #: Columns of :func:`diff_rows`; :func:`plan_diff` names them in snake case.
 COLUMNS = ("Change", "Stage", "Role", "Service", "Task", "Old step", "New step",
@@ -92,6 +96,10 @@ def diff_rows(old: PlanLike, new: PlanLike) -> tuple[list[str], list[tuple]]:
                           now.position),
                          (TASK_ADDED, now.stage, key[1], now.service, key[2],
                           None, _steps(now.steps), None)))
+    for (kind, role, step), key, stage, service, position in _reordered(
+            old_data, new_data):
+        rows.append(((rank(stage), role, CHANGES.index(TASK_REORDERED), position),
+                     (TASK_REORDERED, stage, role, service, key[2], step, step, stage)))
     rows.sort(key=lambda item: item[0])
     return list(COLUMNS), [row for _, row in rows]
 
@@ -174,6 +182,53 @@ def _tasks(plan: PreparedPlan) -> dict[_TaskKey, _Placed]:
                 stage=entry["stage"], service=entry["service"],
                 steps=tuple(entry["steps"]), position=entry["position"])
     return result
+
+
+def _orders(plan: PreparedPlan) -> dict[tuple[str, str, int | str], list[tuple]]:
+    """The tasks of each (kind, role, step), in run order, as
+    ``(key, stage, service, position)`` with keys as :func:`_tasks` gives them."""
+    indexes: dict[tuple[str, str, str], set[int]] = {}
+    sequences: dict[tuple[str, str, int | str], list[tuple]] = {}
+    for stage in plan.stages:
+        for step in stage.steps:
+            kind = "converge" if isinstance(step.number, str) else stage.task_kind
+            for play in step.plays:
+                for task in play.tasks:
+                    indexes.setdefault((kind, play.role, task.name), set()).add(task.index)
+    occurrence = {name + (index,): n for name, found in indexes.items()
+                  for n, index in enumerate(sorted(found))}
+    position = 0
+    for stage in plan.stages:
+        for step in stage.steps:
+            kind = "converge" if isinstance(step.number, str) else stage.task_kind
+            for play in step.plays:
+                for task in play.tasks:
+                    name = (kind, play.role, task.name)
+                    sequences.setdefault((kind, play.role, step.number), []).append(
+                        (name + (occurrence[name + (task.index,)],), stage.name,
+                         task.service, position))
+                    position += 1
+    return sequences
+
+
+def _reordered(old: PreparedPlan, new: PreparedPlan) -> list[tuple]:
+    """(place, key, stage, service, position) of each task whose place among
+    the tasks both plans have in that step changed."""
+    before, after = _orders(old), _orders(new)
+    found = []
+    for place, now in after.items():
+        was = before.get(place)
+        if not was:
+            continue
+        common = {entry[0] for entry in was} & {entry[0] for entry in now}
+        old_seq = [entry[0] for entry in was if entry[0] in common]
+        new_seq = [entry for entry in now if entry[0] in common]
+        if old_seq == [entry[0] for entry in new_seq]:
+            continue
+        for index, entry in enumerate(new_seq):
+            if old_seq[index] != entry[0]:
+                found.append((place,) + entry)
+    return found
 
 
 def _service_changes(old: PreparedPlan, new: PreparedPlan
