@@ -58,3 +58,30 @@ def test_unattributed_is_the_plans() -> None:
     assert noop_tasks.UNATTRIBUTED is plan.UNATTRIBUTED
     body = rehearsal.noop_task(_tasks()[0], 3).body
     assert plan.UNATTRIBUTED in body["ansible.builtin.debug"]["msg"]
+
+
+def test_noop_variant_keeps_waves_and_counts_never_tasks(tmp_path: Path) -> None:
+    import composable_upgrades as cu
+    from composable_upgrades.planning.noop import noop_variant
+
+    def tasks(service: str) -> list[dict]:
+        return [{"name": f"{service} upgrade", "debug": {"msg": "x"},
+                 "when": "step|int == 2"},
+                {"name": f"{service} only on request", "debug": {"msg": "x"},
+                 "when": "step|int == 2", "tags": ["never", "special"]}]
+    roles = {"Database": "mysql", "Messaging": "oslo_messaging_rpc",
+             "Controller": "keystone"}
+    outputs = cu.StackOutputs.from_mapping({
+        "RoleData": {r: {"service_names": [s], "upgrade_tasks": tasks(s)}
+                     for r, s in roles.items()},
+        "AnsibleHostVarsMap": {r: {f"{r.lower()}-0": {}} for r in roles}},
+        source="never tasks")
+    plan = cu.build_plan(cu.Deployment.from_outputs(outputs),
+                         fleet=cu.Fleet.at(tmp_path / "fleet"))
+    noop = noop_variant(plan)
+    before = plan.stage("controlplane").steps[0]
+    after = noop.stage("controlplane").steps[0]
+    assert after.waves == before.waves == (("Database", "Messaging"), ("Controller",))
+    assert all(len(p.tasks) == 1 for p in after.plays)
+    assert noop.warnings[-1].endswith("3 tasks tagged 'never' left out, as a run "
+                                      "leaves them out")

@@ -23,20 +23,27 @@ def noop_variant(plan: UpgradePlan) -> UpgradePlan:
         raise FleetError("a no-op rehearsal runs on a local fleet: prepare it "
                          "with a fleet")
     stages = []
+    never = 0
     for stage in plan.stages:
         steps = []
         for step in stage.steps:
             plays = []
             for play in step.plays:
+                never += sum(1 for t in play.tasks if t.never)
                 tasks = tuple(noop_task(t, step.number) for t in play.tasks
                               if not t.never)
                 if tasks:
                     plays.append(RolePlay(play.role, play.hosts, tasks, play.serial))
             if plays:
-                steps.append(Step(step.number, tuple(plays)))
+                kept = {p.role for p in plays}
+                waves = tuple(w for w in (tuple(r for r in wave if r in kept)
+                                          for wave in step.waves) if w)
+                steps.append(Step(step.number, tuple(plays), waves))
         stages.append(Stage(name=stage.name, kind=stage.kind,
                             task_kind=stage.task_kind, roles=stage.roles,
                             hosts=stage.hosts, steps=tuple(steps)))
     return replace(plan, stages=tuple(stages), variant="noop",
-                   warnings=plan.warnings + ("no-op rehearsal: every task is "
-                                             "replaced by a debug that records it",))
+                   warnings=plan.warnings + (
+                       "no-op rehearsal: every task is replaced by a debug that "
+                       f"records it; {never} task{'s' if never != 1 else ''} "
+                       "tagged 'never' left out, as a run leaves them out",))
