@@ -355,9 +355,18 @@ class LaneSession:
             try:
                 lane, kind, payload = self.events.get(timeout=_POLL)
             except queue.Empty:
+                self.bury_dead_lanes()
                 continue
             self.handle(lane, kind, payload)
         return not stopping
+
+    def bury_dead_lanes(self) -> None:
+        """End the lanes whose thread died without saying so (ansible-runner
+        failed before its finished callback): an exit without stats."""
+        for lane in self.lanes.values():
+            if not lane.ended and lane.thread is not None and not lane.thread.is_alive() \
+                    and self.events.empty():
+                lane.rc, lane.status, lane.ended = 1, "error", True
 
     def handle(self, lane: Lane, kind: str, payload: Any) -> None:
         """One event of ``lane``'s process."""
