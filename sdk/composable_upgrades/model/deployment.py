@@ -7,6 +7,7 @@ rest of the SDK can trust what it gets.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,6 @@ HOST_NETWORK = "ctlplane"
 #: This project's own output key for deployment-wide converge work.
 CONVERGE_OUTPUT = "UpgradeConverge"
 
-#: Inventory groups the SDK makes itself, plus Ansible's implicit ones: no
-#: role may take their names.
 #: Inventory groups the SDK makes beside the role groups (as TripleO's
 #: inventory has them), and Ansible's own: no role may take their names.
 UNDERCLOUD_GROUP = "Undercloud"
@@ -35,24 +34,47 @@ EXCLUDED_GROUP = "excluded_overcloud"
 RESERVED_GROUPS = frozenset({UNDERCLOUD_GROUP, OVERCLOUD_GROUP, ALLOVERCLOUD_GROUP,
                              EXCLUDED_GROUP, "all", "ungrouped"})
 
+#: Host names Ansible or the inventory already gives a meaning: the SDK's own
+#: undercloud host and Ansible's implicit localhost and groups.
+RESERVED_HOSTS = frozenset({"undercloud", "localhost", "all", "ungrouped",
+                            "127.0.0.1"})
+#: The longest host name DNS allows.
+MAX_HOST_NAME = 255
+
 _UNSAFE_NAME = re.compile(r"(^$|/|\\|^\.\.?$|\.\.|[\x00-\x1f\x7f])")
 # A host name is an inventory host and one item of ansible's comma-joined
 # --limit: no ',', ':', spaces or glob characters.
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Role and service names become Ansible group names and host patterns: what
+# Ansible accepts as a group name (TripleO's names all are), nothing a
+# pattern would read as a list, an exclusion or a glob.
+_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_name(kind: str, name: str) -> str:
     """Return ``name`` if it is safe as a file or group name, else raise.
 
     Host names (``kind`` "host") are further restricted to hostname
-    characters; role names may not be a group the inventory has anyway.
+    characters (the SDK's own ``undercloud`` host passes: see
+    :data:`RESERVED_HOSTS` for the check of the outputs' hosts); role and
+    service names must be Ansible group names, and a role may not take a
+    group the inventory has anyway.
     """
     if not isinstance(name, str) or _UNSAFE_NAME.search(name):
         raise UnsafeNameError(kind, str(name))
-    if kind == "host" and not _HOST_NAME.fullmatch(name):
+    if kind == "host":
+        if len(name) > MAX_HOST_NAME:
+            raise UnsafeNameError(kind, f"{name[:40]}...", reason=(
+                f"is {len(name)} characters long (a host name has at most "
+                f"{MAX_HOST_NAME})"))
+        if not _HOST_NAME.fullmatch(name):
+            raise UnsafeNameError(kind, name, reason=(
+                "is not a usable host name (letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit)"))
+    if kind in ("role", "service") and not _GROUP_NAME.fullmatch(name):
         raise UnsafeNameError(kind, name, reason=(
-            "is not a usable host name (letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit)"))
+            "is not a valid Ansible group name (letters, digits and '_', not "
+            "starting with a digit)"))
     if kind == "role" and name in RESERVED_GROUPS:
         raise UnsafeNameError(kind, name, reason=(
             "is reserved: the inventory has a group of that name (reserved: "
@@ -139,6 +161,14 @@ class Deployment:
                 return role
         raise UnknownRoleError(name, where=where, known=self.role_names)
 
+    def binding_warnings(self) -> list[str]:
+        """One line per task whose step binding is suspect (see
+        :attr:`.steps.StepBinding.problem`), for the plan's warnings."""
+        tasks = [*(t for r in self.roles for kind in ROLE_TASK_KINDS
+                   for t in r.tasks(kind)), *self.external_upgrade_tasks]
+        return [f"{t.role or 'RoleConfig'} {t.kind}[{t.index}] {t.name!r}: "
+                f"{t.binding.problem}" for t in tasks if t.binding.problem]
+
     def roles_running(self, service: str) -> list[str]:
         """Names of the roles that run ``service``."""
         return [r.name for r in self.roles if service in r.services]
@@ -201,13 +231,16 @@ class _DeploymentReader:
         global_vars = self.mapping("RoleConfig.global_vars",
                                    role_config.get("global_vars"))
         group_vars = self.mapping("RoleGroupVars", self.outputs.get("RoleGroupVars"))
+        for name in role_data:
+            self.name("role", name)
         hosts_by_role = self.read_hosts(list(role_data))
         roles = []
         for name, data in role_data.items():
-            check_name("role", name)
             key = f"RoleData.{name}"
             data = self.mapping(key, data, optional=False)
             services = self.str_list(f"{key}.service_names", data.get("service_names"))
+            for service in services:
+                self.name("service", service)
             tasks = {kind: self.read_tasks(f"{key}.{kind}", data.get(kind),
                                            kind, name, services)
                      for kind in ROLE_TASK_KINDS}
@@ -227,6 +260,7 @@ class _DeploymentReader:
             None, all_services)
         hosts = {h.name: h for role_hosts in hosts_by_role.values()
                  for h in role_hosts}
+        self.check_collisions(hosts, roles)
         converge_spec = self.outputs.get(CONVERGE_OUTPUT)
         if converge_spec is not None:
             converge_spec = self.mapping(CONVERGE_OUTPUT, converge_spec)
@@ -234,6 +268,52 @@ class _DeploymentReader:
                           hosts=hosts, external_upgrade_tasks=external,
                           global_vars=global_vars,
                           converge_spec=converge_spec)
+
+    def name(self, kind: str, name: Any) -> str:
+        """:func:`check_name`, the error naming the outputs it came from."""
+        try:
+            check_name(kind, name)
+            if kind == "host" and name.lower() in RESERVED_HOSTS:
+                raise UnsafeNameError(kind, name, reason=(
+                    "is reserved: the inventory or Ansible has a host or group "
+                    f"of that name (reserved: {', '.join(sorted(RESERVED_HOSTS))})"))
+        except UnsafeNameError as exc:
+            exc.args = (f"{self.source}: {exc}",)
+            raise
+        return name
+
+    def check_collisions(self, hosts: Mapping[str, Host],
+                         roles: Sequence[Role]) -> None:
+        """Refuse a host named like a group of the inventory: Ansible would
+        merge the two, and a play for one would run on the other."""
+        groups = {r.name: f"role {r.name}" for r in roles}
+        groups.update((g, f"inventory group {g}") for g in RESERVED_GROUPS)
+        for role in roles:
+            groups.update((s.lower(), f"service group {s.lower()}")
+                          for s in role.services)
+        for name, host in hosts.items():
+            if name in groups:
+                exc = UnsafeNameError("host", name, reason=(
+                    f"(role {host.role}) is also the name of the "
+                    f"{groups[name]}: the inventory would merge them"))
+                exc.args = (f"{self.source}: {exc}",)
+                raise exc
+
+    def address(self, key: str, value: Any) -> str | None:
+        """An IP address or a host name (never a template), or None."""
+        value = self.optional_str(key, value)
+        if value is None or value == "":
+            return None
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            pass
+        if len(value) > MAX_HOST_NAME or not _HOST_NAME.fullmatch(value) \
+                or ".." in value:
+            raise self.fail(key, f"{_shown(value)} is neither an IP address "
+                            "nor a host name")
+        return value
 
     def read_tasks(self, key: str, value: Any, kind: str, role: str | None,
                    services: Sequence[str]) -> tuple[Task, ...]:
@@ -271,19 +351,23 @@ class _DeploymentReader:
                 names = [f.split(f".{HOST_NETWORK}.")[0].lower() for f in fqdns]
             hosts = []
             for index, name in enumerate(names):
-                check_name("host", name)
+                self.name("host", name)
                 if name in seen:
-                    raise self.fail("AnsibleHostVarsMap", f"host {name!r} is in "
-                                    f"both {seen[name]} and {role}")
+                    where = (f"twice in {role}" if seen[name] == role
+                             else f"in both {seen[name]} and {role}")
+                    raise self.fail("AnsibleHostVarsMap",
+                                    f"host {name!r} is {where}")
                 seen[name] = role
                 key = f"AnsibleHostVarsMap.{role}.{name}"
                 hvars = self.mapping(key, role_host_vars.get(name))
-                fqdn = (self.optional_str(f"{key}.fqdn_{HOST_NETWORK}",
-                                          hvars.get(f"fqdn_{HOST_NETWORK}"))
-                        or _at(fqdns, index))
-                address = (self.optional_str(f"{key}.{HOST_NETWORK}_ip",
-                                             hvars.get(f"{HOST_NETWORK}_ip"))
-                           or _at(ips, index))
+                fqdn = (self.address(f"{key}.fqdn_{HOST_NETWORK}",
+                                     hvars.get(f"fqdn_{HOST_NETWORK}"))
+                        or self.address(f"RoleNetHostnameMap.{role}",
+                                        _at(fqdns, index)))
+                address = (self.address(f"{key}.{HOST_NETWORK}_ip",
+                                        hvars.get(f"{HOST_NETWORK}_ip"))
+                           or self.address(f"RoleNetIpMap.{role}",
+                                           _at(ips, index)))
                 hosts.append(Host(name=name, role=role, fqdn=fqdn,
                                   address=address,
                                   server_id=_at(ids, index), vars=dict(hvars)))
@@ -315,6 +399,11 @@ def make_tasks(value: Any, *, kind: str, role: str | None,
              service=found[index].service, evidence=found[index].evidence,
              body=body)
         for index, body in enumerate(value))
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for a one-line message, cut if long."""
+    return repr(value if len(value) <= 60 else value[:60] + "...")
 
 
 def _at(values: Sequence[Any], index: int) -> Any:

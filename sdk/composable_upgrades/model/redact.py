@@ -15,8 +15,9 @@ messages) is scrubbed of values assigned to keys with the same endings.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 REDACTED = "********"
@@ -62,14 +63,66 @@ def secret_values(value: Any, *, under_secret: bool = False) -> set[str]:
 
 # ``password=...``, ``"auth_key": "..."``, ``token: ...`` in free text; not
 # ``...::authtoken::auth_url: ...`` (``::`` separates the words of a hiera key).
+# A quote may be escaped (a JSON document quoted inside a message). The name
+# is matched from the start of a word only and checked by is_secret_key: no
+# backtracking over long words, so scrubbing stays linear in the text.
+_SEP = r"""\\?["']?\s*(?:=|:(?!:))\s*"""
+_QUOTED_SECRET = re.compile(
+    r"""(?<![\w.-])(?P<name>[\w.-]+)(?P<sep>""" + _SEP
+    + r"""(?P<quote>\\?["']))(?P<value>[^\n]{0,500}?)(?P=quote)""")
 _ASSIGNED_SECRET = re.compile(
-    r"""(?P<key>[\w.-]*(?:""" + _SECRET_ENDINGS
-    + r""")["']?\s*(?:=|:(?!:))\s*["']?)"""
-    r"""(?P<value>[^\s"',;}]+)""", re.IGNORECASE)
+    r"""(?<![\w.-])(?P<name>[\w.-]+)(?P<sep>""" + _SEP
+    + r"""\\?["']?)(?P<value>[^\s"',;}\\]+)""")
+# ``--os-password X``, ``--password=X``, ``--os-token X``.
+_OPTION_SECRET = re.compile(
+    r"""(?<![\w-])(?P<name>--[\w-]+)(?P<sep>(?:\s+|=)["']?)(?P<value>[^\s"']+)""")
+# ``scheme://user:PASSWORD@host`` (database and message queue URLs).
+_URL_CREDENTIALS = re.compile(
+    r"""(?P<sep>\b[a-z][a-z0-9+.-]{0,30}://[^\s:/@'"]{0,200}:)(?P<value>[^\s@/'"]{1,500})(?=@)""",
+    re.IGNORECASE)
+# ``Authorization: Bearer X`` (and Basic, Token...), ``Proxy-Authorization``.
+_AUTHORIZATION = re.compile(
+    r"""(?P<sep>authorization["']?\s*[:=]\s*["']?(?:(?:bearer|basic|token|"""
+    r"""digest|negotiate)\s+)?)(?P<value>[^\s"',;}]+)""", re.IGNORECASE)
+# SQL: ``IDENTIFIED BY 'X'``, ``PASSWORD 'X'``.
+_SQL_PASSWORD = re.compile(
+    r"""(?P<sep>\b(?:identified\s+by|password)\s+(?P<quote>["']))"""
+    r"""(?P<value>[^\n]{0,500}?)(?P=quote)""", re.IGNORECASE)
+
+_FORMS = (_URL_CREDENTIALS, _OPTION_SECRET, _AUTHORIZATION, _SQL_PASSWORD,
+          _QUOTED_SECRET, _ASSIGNED_SECRET)
 
 
-def scrub_text(text: str) -> str:
-    """``text`` with values assigned to secret-named keys replaced."""
+def _mask(match: re.Match[str]) -> str:
+    found = match.groupdict()
+    name = found.get("name")
+    if name is not None and not is_secret_key(name.strip("\\\"'")):
+        return match.group(0)
+    return ((name or "") + match.group("sep") + REDACTED
+            + (found.get("quote") or ""))
+
+
+def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with secrets replaced by ``REDACTED``.
+
+    Masked: values assigned to secret-named keys (``key=value``, ``key:
+    value``, quoted or not), URL credentials (``mysql://nova:X@db``),
+    ``--os-password X``, ``Authorization: Bearer X``, SQL ``IDENTIFIED BY
+    'X'``, and wherever they appear, the ``secrets`` given (the secret
+    values of the outputs: :func:`secret_values`).
+    """
     if not text:
         return text
-    return _ASSIGNED_SECRET.sub(lambda m: m.group("key") + REDACTED, text)
+    known = _known_secrets(frozenset(secrets))
+    if known is not None:
+        text = known.sub(REDACTED, text)
+    for form in _FORMS:
+        text = form.sub(_mask, text)
+    return text
+
+
+@functools.lru_cache(maxsize=8)
+def _known_secrets(secrets: frozenset[str]) -> re.Pattern[str] | None:
+    # Longest first, so a secret that holds another is masked whole.
+    values = sorted((v for v in secrets if len(v) >= 4), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, values))) if values else None

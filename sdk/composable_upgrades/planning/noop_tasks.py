@@ -11,6 +11,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from composable_upgrades.formats.serialize import Unsafe
 from composable_upgrades.model.deployment import Task
 from composable_upgrades.planning.prepared import UNATTRIBUTED
 
@@ -18,24 +19,28 @@ _END_RAW = re.compile(r"\{%[-+]?\s*endraw\s*[-+]?%\}")
 
 
 def _raw(text: str) -> str:
-    """Text that Ansible shows as is, braces included."""
+    """Text that Ansible shows as is, braces included, inside a template."""
     return "{% raw %}" + _END_RAW.sub("", text) + "{% endraw %}"
 
 
 def noop_task(task: Task, step: int | str) -> Task:
-    """The no-op that stands for ``task`` at ``step``."""
+    """The no-op that stands for ``task`` at ``step``.
+
+    Nothing that comes from the outputs is ever templated: the task's name,
+    tags and conditions are written ``!unsafe``; the message, a template for
+    the host's name, holds the name and service inside a raw block.
+    """
     when = task.body.get("when")
     conditions = [when] if isinstance(when, (str, bool)) else list(when or [])
-    # Ansible templates the message: what comes from the outputs stays raw.
     service = _raw(task.service) if task.service else UNATTRIBUTED
     record = (f"rehearsal | step {step} | {service} | {_raw(task.name)} | "
               "on {{ inventory_hostname }}")
     body: dict[str, Any] = {
-        "name": task.name,
+        "name": Unsafe(task.name),
         "ansible.builtin.debug": {"msg": record},
     }
     if conditions:
-        body["vars"] = {"rehearsal_conditions": [_raw(str(c)) for c in conditions]}
+        body["vars"] = {"rehearsal_conditions": [Unsafe(str(c)) for c in conditions]}
     if task.tags:
-        body["tags"] = list(task.tags)
+        body["tags"] = [Unsafe(t) for t in task.tags]
     return replace(task, body=body)

@@ -16,7 +16,8 @@ from typing import Any
 from composable_upgrades.model.deployment import (
     ALLOVERCLOUD_GROUP, EXCLUDED_GROUP, OVERCLOUD_GROUP, UNDERCLOUD_GROUP, Host)
 from composable_upgrades.model.fleet import Fleet
-from composable_upgrades.model.redact import is_secret_key
+from composable_upgrades.model.redact import is_secret_key, scrub_text, secret_values
+from composable_upgrades.planning.variables import used_names
 from composable_upgrades.planning.plan import UNDERCLOUD_HOST, UpgradePlan
 from composable_upgrades.formats.serialize import to_yaml
 
@@ -34,13 +35,15 @@ def build_inventory(plan: UpgradePlan) -> dict[str, Any]:
     role_names = [r.name for r in deployment.roles if r.hosts]
     # An SSH fleet gives each host its own loopback address, in outputs order.
     index = {name: i for i, name in enumerate(deployment.hosts)}
+    used = used_names(task.body for stage in plan.stages for step in stage.steps
+                      for play in step.plays for task in play.tasks)
     for role in deployment.roles:
         if not role.hosts:
             continue
         hosts = {}
         for name in role.hosts:
             host = deployment.hosts[name]
-            hosts[name] = _host_vars(host, fleet, index[name])
+            hosts[name] = _host_vars(host, fleet, index[name], used)
         # As TripleO's inventory: the role's own variables win.
         role_vars = {"ansible_ssh_user": plan.ssh_user,
                      **plan.role_vars.get(role.name, {})}
@@ -57,14 +60,35 @@ def build_inventory(plan: UpgradePlan) -> dict[str, Any]:
     return {"all": {"vars": dict(plan.global_vars), "children": children}}
 
 
-def _host_vars(host: Host, fleet: Fleet | None, index: int) -> dict[str, Any]:
+def _carries_credentials(value: Any) -> bool:
+    """True if ``value`` holds a secret: a secret-named key at any depth, or
+    text with credentials in it (``rabbit://guest:PASSWORD@host``)."""
+    if secret_values(value):
+        return True
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if scrub_text(item) != item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _host_vars(host: Host, fleet: Fleet | None, index: int,
+               used: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """A host's inventory variables.
 
     As tripleo-common writes them: the host's own ``AnsibleHostVarsMap``
     variables over the ones derived from the outputs; secret-named ones are
-    left out (tasks read secrets from elsewhere). On a fleet, the fleet's
-    connection variables always win and the outputs' ``ansible_*`` ones are
-    dropped, so outputs cannot point a rehearsal at another machine.
+    left out (tasks read secrets from elsewhere), and so is a variable whose
+    value carries credentials unless a task of the plan uses it (``used``).
+    On a fleet, the fleet's connection variables always win and the outputs'
+    ``ansible_*`` ones are dropped, so outputs cannot point a rehearsal at
+    another machine.
     """
     hvars: dict[str, Any] = {}
     if host.address:
@@ -76,6 +100,8 @@ def _host_vars(host: Host, fleet: Fleet | None, index: int) -> dict[str, Any]:
         hvars["deploy_server_id"] = host.server_id
     for key, value in host.vars.items():
         if is_secret_key(key) or (fleet is not None and key.startswith("ansible_")):
+            continue
+        if key not in used and _carries_credentials(value):
             continue
         hvars[key] = value
     if fleet is not None:

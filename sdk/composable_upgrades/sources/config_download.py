@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from composable_upgrades.errors import OutputsError
-from composable_upgrades.formats.serialize import load_yaml
+from composable_upgrades.formats.serialize import (
+    UnsafeDocument, load_yaml, read_regular_file)
 
 INVENTORY = "tripleo-ansible-inventory.yaml"
 _ROLE_FILES = ("upgrade_tasks.yaml", "post_upgrade_tasks.yaml")
@@ -26,15 +27,18 @@ _PRE_NETWORK = re.compile(r"^pre_network_(.+)$")
 
 
 def _load(path: str, source: str) -> Any:
+    name = os.path.relpath(path, source)
     try:
-        with open(path, "rb") as handle:
-            return load_yaml(handle.read())
+        return load_yaml(read_regular_file(path))
     except OSError as exc:
-        raise OutputsError(f"cannot read {os.path.relpath(path, source)}: "
-                           f"{exc.strerror}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise OutputsError(f"{os.path.relpath(path, source)} is not valid YAML",
+        raise OutputsError(f"cannot read {name}: {exc.strerror}",
                            source=source) from exc
+    except UnsafeDocument as exc:
+        raise OutputsError(f"{name} refused: {exc.problem}", source=source) from exc
+    except yaml.YAMLError as exc:
+        raise OutputsError(f"{name} is not valid YAML", source=source) from exc
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit integer ...
+        raise OutputsError(f"{name} cannot be read: {exc}", source=source) from exc
 
 
 def _mapping(value: Any, where: str, source: str) -> dict[str, Any]:

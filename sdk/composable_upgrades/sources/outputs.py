@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from composable_upgrades.errors import HeatError, OutputsError
-from composable_upgrades.formats.serialize import load_yaml
+from composable_upgrades.formats.serialize import (
+    UnsafeDocument, check_data, load_yaml, read_regular_file)
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,30 @@ class StackOutputs(Mapping[str, Any]):
         """Outputs from a JSON or YAML file (see :meth:`from_mapping`)."""
         path = os.fspath(path)
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read()
+            raw = read_regular_file(path)
         except OSError as exc:
             raise OutputsError(f"cannot read outputs file: {exc.strerror}",
                                source=path) from exc
         if not raw.strip():
             raise OutputsError("outputs file is empty", source=path)
-        return cls.from_mapping(_parse_document(raw, path), source=path)
+        if raw.lstrip().startswith(b"+-"):
+            raise OutputsError("a table; expected JSON or YAML; use `-f json`",
+                               source=path)
+        data = _parse_document(raw, path)
+        if data is None:
+            raise OutputsError("outputs file holds no data (only comments, "
+                               "or truncated)", source=path)
+        return cls.from_mapping(data, source=path)
+
+    def check_finished(self, *, force: bool = False) -> None:
+        """Refuse the outputs of a stack whose last action failed or is still
+        going (a ``stack show`` file says so), unless ``force``; Heat's are
+        checked as they are fetched (``allow_status``)."""
+        status = str(self.status or "")
+        if not force and ("FAILED" in status or "IN_PROGRESS" in status):
+            which = f"stack {self.stack}" if self.stack else "the stack"
+            raise OutputsError(f"{which} is {status}; pass --force to use its "
+                               "outputs anyway", source=self.source)
 
     @classmethod
     def from_config_download(cls, directory: str | os.PathLike[str]
@@ -107,6 +124,9 @@ class StackOutputs(Mapping[str, Any]):
         keyword arguments); a stack without a ``RoleData`` output is refused."""
         from composable_upgrades.sources import heat
         found = heat.fetch_stack(stack, **kwargs)
+        problem = check_data(found.outputs)
+        if problem:
+            raise HeatError(f"outputs cannot be used: {problem}", source=found.source)
         try:
             outputs = cls.from_mapping(found.outputs, source=found.source)
         except OutputsError as exc:  # a Heat answer: say it is Heat's fault
@@ -143,14 +163,40 @@ def _decode_output_show(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return decoded
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object that gives a key twice (``json`` keeps the last)."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
 def _parse_document(raw: bytes, path: str) -> Any:
-    """Parse JSON, falling back to YAML; errors name the position."""
+    """Parse JSON, falling back to YAML; errors name the position.
+
+    Anything the parsers raise besides a syntax error (deep nesting, a
+    5,000-digit integer, a lone surrogate) is an :class:`OutputsError` too.
+    """
     try:
-        return json.loads(raw)
+        data = json.loads(raw, object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError as exc:
         raise OutputsError("outputs file is not UTF-8 text",
                            source=path) from exc
-    except ValueError as json_error:
+    except _DuplicateKey as exc:
+        raise OutputsError(f"a JSON object gives the key {str(exc)[:60]!r} "
+                           "twice (one of them would be lost)",
+                           source=path) from exc
+    except RecursionError as exc:
+        raise OutputsError("nested too deeply to be stack outputs",
+                           source=path) from exc
+    except json.JSONDecodeError as json_error:
         if raw.lstrip()[:1] in (b"{", b"["):
             # JSON that does not parse is truncated or corrupt; YAML would
             # only produce a less helpful message for it.
@@ -158,12 +204,30 @@ def _parse_document(raw: bytes, path: str) -> Any:
                 f"not valid JSON (line {json_error.lineno}, column "
                 f"{json_error.colno}: {json_error.msg}); the file may be "
                 "truncated", source=path) from json_error
+    except ValueError as exc:  # e.g. an integer too long to convert
+        raise OutputsError(f"cannot be read: {exc}", source=path) from exc
+    else:
+        problem = check_data(data)
+        if problem:
+            raise OutputsError(f"cannot be used: {problem}", source=path)
+        return data
     try:
         return load_yaml(raw)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = (f" (line {mark.line + 1}, column {mark.column + 1})"
-                 if mark is not None else "")
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise OutputsError(f"not valid JSON or YAML{where}: {problem}",
+    except UnsafeDocument as exc:
+        raise OutputsError(f"refused: {exc.problem}{_where(exc)}",
                            source=path) from exc
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise OutputsError(f"not valid JSON or YAML{_where(exc)}: {problem}",
+                           source=path) from exc
+    except RecursionError as exc:
+        raise OutputsError("nested too deeply to be stack outputs",
+                           source=path) from exc
+    except ValueError as exc:
+        raise OutputsError(f"cannot be read: {exc}", source=path) from exc
+
+
+def _where(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return (f" (line {mark.line + 1}, column {mark.column + 1})"
+            if mark is not None else "")

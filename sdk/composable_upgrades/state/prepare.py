@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from composable_upgrades.planning.dependencies import Dependencies
@@ -23,7 +23,9 @@ from composable_upgrades.render.playbooks import add_file, render_playbooks, sta
 from composable_upgrades.formats.serialize import to_json
 from composable_upgrades.state.store import HistoryStore
 from composable_upgrades.planning.prepared import PreparedPlan
-from composable_upgrades.state.workdir import PLAN_FILE, Workdir, content_hash
+from composable_upgrades.errors import PlanNotFoundError, WorkdirError
+from composable_upgrades.state.workdir import (
+    PLAN_FILE, Workdir, check_stack_name, content_hash)
 
 INVENTORY_FILE = "inventory.yaml"
 #: Output key by which outputs say their tasks act only inside the fleet's
@@ -79,6 +81,11 @@ def plan_upgrade(outputs: StackOutputs, *, stack: str | None = None,
     ``noop`` needs outputs that declare ``RehearsalSandbox: true``.
     """
     deployment = Deployment.from_outputs(outputs, stack=stack)
+    if not deployment.hosts:
+        # Nothing to upgrade: outputs cut short, or not the ones meant.
+        raise OutputsError("no hosts: neither AnsibleHostVarsMap nor "
+                           "RoleNetHostnameMap names a host of any role",
+                           source=outputs.source, key="AnsibleHostVarsMap")
     if fleet is not None and not noop and not outputs.get(SANDBOX_OUTPUT):
         # A fleet plays every host on this machine: real tasks would run here.
         raise OutputsError(
@@ -89,6 +96,11 @@ def plan_upgrade(outputs: StackOutputs, *, stack: str | None = None,
     plan = build_plan(deployment, stages_file=stages_file,
                       dependencies=Dependencies.load(dependencies_file),
                       converge_file=converge_file, fleet=fleet, ssh_user=ssh_user)
+    # A task bound to no real step is planned at none: say so, task by task.
+    suspect = tuple(w for w in deployment.binding_warnings()
+                    if w not in plan.warnings)
+    if suspect:
+        plan = replace(plan, warnings=plan.warnings + suspect)
     return noop_variant(plan) if noop else plan
 
 
@@ -110,6 +122,8 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
     """
     report = progress or (lambda message: None)
     started = time.time()
+    if stack is not None:
+        check_stack_name(stack)
     workdir = Workdir.at(working_dir)
     report("planning")
     plan = plan_upgrade(outputs, stack=stack, stages_file=stages_file,
@@ -124,19 +138,25 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
     with acquire(workdir.state_dir, purpose="prepare") as lock:
         if lock.stale_owner:
             notes.append(stale_lock_note(lock.stale_owner))
+        notes.extend(workdir.recover())
         notes.extend(_check_progress(workdir, data, force))
         report(f"writing {len(files)} files")
-        changed = workdir.write_plan(files, digest)
-        HistoryStore(workdir.history_path).record_prepare(
-            digest,
-            {"stack": plan.stack, "source": outputs.source,
-             "stages_file": _path(stages_file),
-             "dependencies_file": _path(dependencies_file),
-             "converge_file": _path(converge_file),
-             "fleet": fleet.root if fleet else None, "noop": noop, "force": force,
-             "ssh_user": ssh_user},
-            started=started, ended=time.time(), status=RunStatus.SUCCESSFUL,
-            notes=notes + list(plan.warnings) + ([] if changed else ["plan unchanged"]))
+
+        def record(changed: bool) -> None:
+            # After the swap: if the history cannot take it, the swap is undone.
+            HistoryStore(workdir.history_path).record_prepare(
+                digest,
+                {"stack": plan.stack, "source": outputs.source,
+                 "stages_file": _path(stages_file),
+                 "dependencies_file": _path(dependencies_file),
+                 "converge_file": _path(converge_file),
+                 "fleet": fleet.root if fleet else None, "noop": noop,
+                 "force": force, "ssh_user": ssh_user},
+                started=started, ended=time.time(), status=RunStatus.SUCCESSFUL,
+                notes=notes + list(plan.warnings)
+                + ([] if changed else ["plan unchanged"]))
+
+        changed = workdir.write_plan(files, digest, then=record)
     prepared = PreparedPlan.from_dict(data, path=workdir.plan_dir, sha256=digest)
     return PrepareResult(plan=plan, prepared=prepared, changed=changed,
                          notes=tuple(notes))
@@ -156,7 +176,14 @@ def _check_progress(workdir: Workdir, data: Mapping[str, Any], force: bool
     """
     if not workdir.has_plan():
         return []
-    current = workdir.load_plan()
+    try:
+        current = workdir.load_plan()
+    except PlanNotFoundError:
+        return []
+    except WorkdirError as exc:
+        if not force:
+            raise
+        return [f"forced: replaced a plan that could not be read ({exc})"]
     new = {s["name"]: s.get("sha256") for s in data["stages"]}
     progress = Journal(workdir.state_dir).progress(current.stages)
     notes = []
@@ -167,6 +194,13 @@ def _check_progress(workdir: Workdir, data: Mapping[str, Any], force: bool
             continue
         what = (f"stage {stage.name!r} has started ({len(state.done)} of "
                 f"{len(stage.hosts)} hosts finished) and the new plan changes it")
+        if not force and current.is_rehearsal:
+            kind = "a no-op rehearsal" if current.variant == "noop" else "a rehearsal"
+            raise StageError(
+                f"the current plan here is {kind} on the fleet at "
+                f"{current.fleet_root} and {what}: pass --force to discard the "
+                "rehearsal's plan and progress, or prepare into another "
+                "--working-dir", stage=stage.name)
         if not force:
             raise StageError(f"{what}: its progress would start again from "
                              "nothing; finish the upgrade with the current plan, "

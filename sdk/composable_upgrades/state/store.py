@@ -169,6 +169,39 @@ class HistoryStore(HistoryReader):
             self._close()
         return run_id
 
+    # -- runs whose process died ---------------------------------------------
+
+    def mark_interrupted(self, note: str) -> list[str]:
+        """Mark every ``running`` run ``interrupted``, ending when its last
+        task record ended (else when it started), with ``note``; returns
+        their ids. Only for a caller that holds the stack's run lock, so
+        that no run is alive."""
+        marked: list[str] = []
+
+        def work(db: sqlite3.Connection) -> None:
+            rows = db.execute(
+                "SELECT r.run_id, r.started, r.notes, MAX(t.start + "
+                "COALESCE(t.duration, 0)) FROM runs r LEFT JOIN tasks t "
+                "ON t.run_id = r.run_id WHERE r.status = ? GROUP BY r.run_id",
+                (RunStatus.RUNNING,)).fetchall()
+            for run_id, started, notes, last in rows:
+                try:
+                    kept = list(json.loads(notes))
+                except ValueError:
+                    kept = []
+                db.execute("UPDATE runs SET status = ?, ended = ?, notes = ? "
+                           "WHERE run_id = ?",
+                           (RunStatus.INTERRUPTED, max(started, last or started),
+                            _json([*kept, note]), run_id))
+                marked.append(run_id)
+
+        with self._lock:
+            try:
+                self._write(work)
+            finally:
+                self._close()
+        return marked
+
     # -- writing -----------------------------------------------------------
 
     def flush(self) -> None:

@@ -8,6 +8,7 @@ opened for writing or, read by a newer tool, before it is read.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -53,6 +54,9 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_by_run ON tasks (run_id);
 """
 
+# The files SQLite keeps beside the history.
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
 #: Migrations: ``_MIGRATIONS[n]`` takes the schema from version n to n + 1.
 _MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
 
@@ -82,11 +86,18 @@ def open_for_writing(path: str) -> sqlite3.Connection:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         # Created private, as the journal is; SQLite gives its -wal and
-        # -shm files the same mode.
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        # -shm files the same mode. Never through a symbolic link: SQLite
+        # would follow one and write wherever it points.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        for suffix in _SIDE_FILES:
+            if os.path.islink(path + suffix):
+                raise OSError(errno.ELOOP, "is a symbolic link", path + suffix)
     except OSError as exc:
-        raise WorkdirError(f"cannot create the run history: {exc.strerror}",
-                           path=path) from exc
+        where = exc.filename if isinstance(exc.filename, str) else path
+        what = ("is a symbolic link; this tool does not write through links: "
+                "remove it" if exc.errno == errno.ELOOP
+                else f"cannot create the run history: {exc.strerror}")
+        raise WorkdirError(what, path=where) from exc
     db = connect(path)
     try:
         _migrate(db, path)
@@ -126,6 +137,9 @@ class Reader:
         self.db: sqlite3.Connection | None = None
 
     def __enter__(self) -> sqlite3.Connection | None:
+        if os.path.islink(self.path):  # SQLite may write its -shm beside it
+            raise WorkdirError("is a symbolic link; this tool does not use "
+                               "files through links: remove it", path=self.path)
         if not os.path.isfile(self.path):
             return None
         try:

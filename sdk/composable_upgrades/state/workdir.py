@@ -17,23 +17,66 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from composable_upgrades.errors import PlanNotFoundError, WorkdirError
+from composable_upgrades.errors import PlanNotFoundError, UnsafeNameError, WorkdirError
 from composable_upgrades.planning.plan import PLAN_FORMAT
 from composable_upgrades.planning.prepared import PreparedPlan
 
 SUBDIR = "composable-upgrade"
 PLAN_FILE = "plan.json"
+HISTORY_FILE = "history.sqlite"
 HASH_FILE = "plan.sha256"
+#: Where the project writes, relative to its folder: none may be a symbolic
+#: link (a write would land wherever it points).
+WRITTEN_PATHS = ("plan", "plan.previous", "state", "runs", "history.sqlite",
+                 "history.sqlite-wal", "history.sqlite-shm",
+                 "history.sqlite-journal", "state/lock", "state/journal.jsonl")
+# Left behind by a prepare that was killed: a new plan being written, the
+# plan.previous being replaced, a writability probe.
+_STAGING = ".plan.tmp-"
+_ASIDE = ".previous.old-"
+_PROBE = ".probe-"
+# A stack name as Heat accepts it: a plain name, never a path.
+_STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+
+
+def check_stack_name(stack: str) -> str:
+    """``stack`` if it is a plain stack name; :class:`UnsafeNameError` if not
+    (it becomes a folder name: ``../../x`` would leave the working dirs)."""
+    if not isinstance(stack, str) or not _STACK_NAME.fullmatch(stack) \
+            or ".." in stack or len(stack) > 255:
+        raise UnsafeNameError("stack", str(stack)[:80], reason=(
+            "is not a stack name (letters, digits, '_', '-' and '.', starting "
+            "with a letter)"))
+    return stack
 
 
 def default_working_dir(stack: str) -> str:
     """python-tripleoclient's working directory of ``stack``."""
-    return os.path.join(os.path.expanduser("~"), "overcloud-deploy", stack)
+    return os.path.join(os.path.expanduser("~"), "overcloud-deploy",
+                        check_stack_name(stack))
+
+
+def refuse_symlinks(root: str) -> None:
+    """:class:`WorkdirError` naming the first of the project's folder and the
+    paths it writes in it (:data:`WRITTEN_PATHS`) that is a symbolic link."""
+    for path in (root, *(os.path.join(root, p) for p in WRITTEN_PATHS)):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise WorkdirError(f"cannot check: {exc.strerror}", path=path) from exc
+        if stat.S_ISLNK(mode):
+            raise WorkdirError(
+                f"is a symbolic link (to {os.readlink(path)}); this tool writes "
+                "only to files of its own folder: remove the link", path=path)
 
 
 def content_hash(files: Mapping[str, str]) -> str:
@@ -80,7 +123,7 @@ class Workdir:
 
     @property
     def history_path(self) -> str:
-        return os.path.join(self.root, "history.sqlite")
+        return os.path.join(self.root, HISTORY_FILE)
 
     def has_plan(self) -> bool:
         """True if a plan has been prepared here."""
@@ -92,23 +135,67 @@ class Workdir:
         return load_plan_dir(directory)
 
     def ensure(self) -> None:
-        """Create the project's folder; :class:`WorkdirError` if not writable."""
+        """Create the project's folder; :class:`WorkdirError` if not writable
+        or if a path it writes is a symbolic link."""
         try:
             os.makedirs(self.root, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-")
+        except OSError as exc:
+            raise WorkdirError(f"working directory is not writable: "
+                               f"{exc.strerror}", path=self.path) from exc
+        refuse_symlinks(self.root)
+        try:
+            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=_PROBE)
             probe.close()
         except OSError as exc:
             raise WorkdirError(f"working directory is not writable: "
                                f"{exc.strerror}", path=self.path) from exc
 
-    def _swap_in(self, staging: str) -> None:
-        """Make ``staging`` the plan, the plan ``plan.previous``; undo on error."""
+    def recover(self) -> list[str]:
+        """Finish or undo what a killed prepare left (call it holding the
+        lock); returns what was done, for notes.
+
+        A kill between the renames of a swap can leave no ``plan`` (it was
+        renamed to ``plan.previous``) or no ``plan.previous`` (it was set
+        aside): both are put back; staging folders and probes are removed.
+        """
+        done = []
+        try:
+            names = sorted(os.listdir(self.root))
+        except OSError:
+            return done
+        asides = [os.path.join(self.root, n) for n in names if n.startswith(_ASIDE)]
+        if not os.path.isdir(self.plan_dir) and os.path.isdir(self.previous_plan_dir):
+            os.rename(self.previous_plan_dir, self.plan_dir)
+            done.append("put back the plan a killed prepare had moved aside")
+        for aside in asides:
+            kept = os.path.join(aside, "plan")
+            if not os.path.exists(self.previous_plan_dir) and os.path.isdir(kept):
+                os.rename(kept, self.previous_plan_dir)
+            shutil.rmtree(aside, ignore_errors=True)
+        leftovers = [n for n in names if n.startswith((_STAGING, _PROBE))]
+        for name in leftovers:
+            path = os.path.join(self.root, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        if leftovers or asides:
+            done.append(f"removed {len(leftovers) + len(asides)} temporary "
+                        "folders a killed prepare left")
+        return done
+
+    def _swap_in(self, staging: str) -> tuple[Callable[[], None], Callable[[], None]]:
+        """Make ``staging`` the plan, the plan ``plan.previous``; undo on error.
+
+        Returns ``(commit, undo)``: ``commit`` drops the plan.previous that
+        was replaced, ``undo`` puts everything back as it was before.
+        """
         if not os.path.isdir(self.plan_dir):
             os.rename(staging, self.plan_dir)
-            return
+            return (lambda: None), (lambda: self._discard(self.plan_dir))
         aside = None
         if os.path.isdir(self.previous_plan_dir):
-            aside = tempfile.mkdtemp(prefix=".previous.old-", dir=self.root)
+            aside = tempfile.mkdtemp(prefix=_ASIDE, dir=self.root)
             os.rename(self.previous_plan_dir, os.path.join(aside, "plan"))
         try:
             os.rename(self.plan_dir, self.previous_plan_dir)
@@ -122,22 +209,43 @@ class Workdir:
                 os.rename(os.path.join(aside, "plan"), self.previous_plan_dir)
                 os.rmdir(aside)
             raise
-        if aside:
-            shutil.rmtree(aside, ignore_errors=True)
 
-    def write_plan(self, files: Mapping[str, str], digest: str | None = None) -> bool:
+        def commit() -> None:
+            if aside:
+                shutil.rmtree(aside, ignore_errors=True)
+
+        def undo() -> None:
+            self._discard(self.plan_dir)
+            os.rename(self.previous_plan_dir, self.plan_dir)
+            if aside:
+                os.rename(os.path.join(aside, "plan"), self.previous_plan_dir)
+                os.rmdir(aside)
+        return commit, undo
+
+    def _discard(self, directory: str) -> None:
+        """Remove ``directory`` (renamed first, so it goes at once)."""
+        trash = tempfile.mkdtemp(prefix=_STAGING, dir=self.root)
+        os.rename(directory, os.path.join(trash, "plan"))
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def write_plan(self, files: Mapping[str, str], digest: str | None = None, *,
+                   then: Callable[[bool], None] | None = None) -> bool:
         """Write a plan's files and swap them in; False if nothing changed.
 
         The files go to a temporary folder first and are renamed into place,
         the plan they replace kept as ``plan.previous``: a failure leaves the
-        current plan as it was.
+        current plan as it was. ``then(changed)`` runs last (prepare records
+        itself there): if it raises, the swap is undone before the error
+        goes on.
         """
         self.ensure()
         digest = digest or content_hash(files)
         if self.has_plan() and _read_hash(self.plan_dir) == digest \
                 and _on_disk_hash(self.plan_dir, files) == digest:
+            if then:
+                then(False)
             return False
-        staging = tempfile.mkdtemp(prefix=".plan.tmp-", dir=self.root)
+        staging = tempfile.mkdtemp(prefix=_STAGING, dir=self.root)
         try:
             for relative, text in sorted(files.items()):
                 target = os.path.join(staging, relative)
@@ -146,7 +254,7 @@ class Workdir:
                     handle.write(text)
             with open(os.path.join(staging, HASH_FILE), "w", encoding="utf-8") as handle:
                 handle.write(digest + "\n")
-            self._swap_in(staging)
+            commit, undo = self._swap_in(staging)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise WorkdirError(f"cannot write the plan: {exc.strerror}",
@@ -154,6 +262,13 @@ class Workdir:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        try:
+            if then:
+                then(True)
+        except BaseException:
+            undo()
+            raise
+        commit()
         return True
 
 
@@ -190,10 +305,26 @@ def load_plan_dir(directory: str) -> PreparedPlan:
     except FileNotFoundError as exc:
         raise PlanNotFoundError("no upgrade plan here: run 'openstack overcloud "
                                 "upgrade prepare' first", path=directory) from exc
-    except (OSError, ValueError) as exc:
-        raise WorkdirError(f"cannot read the plan: {exc}", path=path) from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise WorkdirError(f"cannot read the plan ({_one_line(exc)}): {REPAIR}",
+                           path=path) from exc
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        raise WorkdirError("plan written by another version of this tool: "
-                           "prepare it again", path=path)
-    return PreparedPlan.from_dict(data, path=directory,
-                                  sha256=_read_hash(directory) or "")
+        raise WorkdirError("plan written by another version of this tool, or "
+                           f"damaged: {REPAIR}", path=path)
+    try:
+        return PreparedPlan.from_dict(data, path=directory,
+                                      sha256=_read_hash(directory) or "")
+    except WorkdirError as exc:  # the plan's own check: say how to repair
+        detail = str(exc).removeprefix(f"{exc.path}: ").split(";")[0]
+        raise WorkdirError(f"{detail}: {REPAIR}", path=path) from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise WorkdirError(f"the plan is damaged ({type(exc).__name__}: "
+                           f"{_one_line(exc)}): {REPAIR}", path=path) from exc
+
+
+#: What to do about a plan that cannot be read.
+REPAIR = ("run 'openstack overcloud upgrade prepare --force' to write it again")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]

@@ -9,9 +9,11 @@ from the task records (see :meth:`History.run`).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from composable_upgrades.errors import WorkdirError
+from composable_upgrades.model.redact import scrub_text
 from composable_upgrades.state.results import FAILURES, RunResult, StepOutcome, TaskRecord
 from composable_upgrades.state.store import HistoryStore, RunRow
 from composable_upgrades.state.workdir import Workdir
@@ -68,14 +70,19 @@ class History:
         if row is None:
             raise WorkdirError(f"no run {run_id!r} in the run history "
                                f"({self._known()})", path=self.path)
-        records = self.store.records(run_id)
+        # Scrubbed again as shown: records stored by an older version, or
+        # forms of secrets the run's scrubbing missed then.
+        records = [r if r.message == (clean := scrub_text(r.message))
+                   else replace(r, message=clean)
+                   for r in self.store.records(run_id)]
         return RunResult(
             run_id=row.run_id, stage=row.stage or row.kind,
             plan_sha=row.plan_sha or "", status=row.status, started=row.started,
             ended=row.ended or 0.0, options=dict(row.arguments),
             batches=[tuple(b) for b in row.batches],
             steps=step_outcomes(records, default_time=row.started),
-            records=records, notes=list(row.notes), run_dir=row.run_dir)
+            records=records, notes=[scrub_text(n) for n in row.notes],
+            run_dir=row.run_dir)
 
     def _known(self) -> str:
         runs = self.store.runs()
