@@ -108,8 +108,12 @@ def test_a_step_cut_short_is_unfinished_on_every_host_it_touched(tmp_path: Path
     assert progress.pending == list(CONTROLLERS)
     # An older run finished steps 2 and 3; the resume trusts none of it.
     resumed = FakeExecutor()
-    assert run(tmp_path, "controlplane", resumed, resume=True).ok
+    again = run(tmp_path, "controlplane", resumed, resume=True)
+    assert again.ok
     assert ran(resumed) == [(2, CONTROLLERS), (3, CONTROLLERS)]
+    # The resume says that the step cut short is replayed.
+    assert "resuming: step 2 began and never ended on 2 hosts; they run again " \
+        "from their first task" in again.notes
 
 
 def test_unfinished_work_needs_resume_or_restart(tmp_path: Path) -> None:
@@ -242,7 +246,7 @@ def test_rerun_after_converge_through_the_cli(prepared, tmp_path: Path) -> None:
     assert marker.exists()
     rows = {r["Stage"]: r for r in json.loads(upgrade(
         "status", "-f", "json", *where, home=tmp_path).stdout)}
-    assert rows["compute"]["Re-run after converge"] == "overcloud-novacompute-0"
+    assert rows["compute"]["Re-run after converge"] == ["overcloud-novacompute-0"]
     assert rows["compute"]["State"] == "finished"
     assert None not in [v for r in rows.values() for v in r.values()]
 
@@ -281,3 +285,19 @@ def test_outputs_files_a_table_or_an_unfinished_stack_are_refused(tmp_path: Path
 def test_history_without_a_plan_says_so(tmp_path: Path) -> None:
     done = upgrade("history", "--working-dir", str(tmp_path / "nothing"), home=tmp_path)
     assert "no upgrade plan here" in error_line(done)
+
+
+def test_a_rehearsal_in_the_way_of_the_real_prepare_is_named(tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    outputs = cu.demo_outputs()
+    cu.prepare(outputs, wd, fleet=cu.Fleet.at(tmp_path / "fleet"),
+               dependencies_file=cu.demo_dependencies_path())
+    journal = Journal(str(wd / "composable-upgrade" / "state"))
+    plan = cu.Workdir.at(wd).load_plan()
+    stage = plan.stage("controlplane")
+    journal.record_units(stage.sha256, "r1", stage.name, 1, stage.numbers[0],
+                         list(stage.hosts), "ok")
+    with pytest.raises(cu.StageError, match=r"the current plan here is a rehearsal "
+                       r"on the fleet at .*fleet and stage 'controlplane' has started"
+                       r".*pass --force to discard the rehearsal's plan"):
+        cu.prepare(outputs, wd, dependencies_file=cu.demo_dependencies_path())

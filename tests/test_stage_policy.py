@@ -157,10 +157,17 @@ def test_resume_skips_finished_units(tmp_path: Path) -> None:
 def test_first_stop_request_finishes_the_step(tmp_path: Path) -> None:
     stop = cu.StopRequest()
     executor = FakeExecutor(during=lambda job: job.step == 1 and stop())
-    result = run(tmp_path, "controlplane", executor, stop=stop)
+    events: list = []
+    result = run(tmp_path, "controlplane", executor, stop=stop, progress=events)
     assert result.status == "interrupted"
     assert [j.step for j in executor.jobs] == [0, 1]
     assert result.notes == ["stopped on request after step 1 of batch 1"]
+    # Acknowledged while the step ran, once.
+    said = [e.message for e in events if e.kind == "stop_requested"]
+    assert said == ["stopping after step 1 of batch 1; Ctrl-C again to stop now"]
+    kinds = [e.kind for e in events]
+    second = [i for i, kind in enumerate(kinds) if kind == "step_start"][1]
+    assert second < kinds.index("stop_requested") < kinds.index("step_end", second)
     assert {u[2] for u in units(tmp_path)} == {0, 1}
 
 
@@ -172,8 +179,12 @@ def test_second_stop_request_cuts_the_step_short(tmp_path: Path) -> None:
             stop()
             stop()
 
-    result = run(tmp_path, "controlplane", FakeExecutor(during=twice), stop=stop)
+    events: list = []
+    result = run(tmp_path, "controlplane", FakeExecutor(during=twice), stop=stop,
+                 progress=events)
     assert result.status == "interrupted"
+    assert [e.message for e in events if e.kind == "stop_requested"] == [
+        "stopping now, during step 1 of batch 1"]
     assert result.steps[-1].interrupted and result.steps[-1].failed == ()
     assert {u[2] for u in units(tmp_path)} == {0}   # step 1 not recorded
 

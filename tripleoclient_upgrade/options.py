@@ -112,6 +112,62 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
              "rehearsal fleet).")
 
 
+def add_rollout_options(parser: argparse.ArgumentParser) -> None:
+    """How a batched stage rolls out: grouping, pauses, hooks, draining."""
+    parser.add_argument(
+        "--batch-by", metavar="VAR|role",
+        help="Never mix in one batch hosts of different values of this host "
+             "or group variable of the inventory (an availability zone, a "
+             "rack, a Ceph failure domain); 'role' keeps roles apart. A batch "
+             "ends early where the hosts of one value run out.")
+    parser.add_argument(
+        "--pause-after", type=int, metavar="N",
+        help="Stop cleanly after N batches (1: after the canary), exit 0; "
+             "'run --resume' continues with the same batches.")
+    parser.add_argument(
+        "--confirm-each", action="store_true", default=False,
+        help="In a terminal, ask before every batch after the first.")
+    parser.add_argument(
+        "--hooks-file", metavar="FILE",
+        help="YAML: pre_stage, pre_batch, post_batch, post_stage lists of "
+             "playbooks run on the undercloud around the batches (or the "
+             "built-in nova-drain and nova-undrain); a failed hook stops the "
+             "stage there and 'run --resume' runs it again.")
+    parser.add_argument(
+        "--overcloud-cloud", metavar="NAME",
+        help="The clouds.yaml entry of the overcloud, for the built-in "
+             "nova-drain/nova-undrain hooks (default: the OS_* variables of "
+             "an overcloudrc).")
+
+
+def rollout_options(parsed_args: argparse.Namespace) -> dict[str, Any]:
+    """The SDK's run options of :func:`add_rollout_options`."""
+    return {"batch_by": parsed_args.batch_by, "pause_after": parsed_args.pause_after,
+            "hooks_file": parsed_args.hooks_file,
+            "overcloud_cloud": parsed_args.overcloud_cloud}
+
+
+def confirm_each(parsed_args: argparse.Namespace) -> Any:
+    """With ``--confirm-each``, the question asked before each batch after the
+    first (a terminal is needed); else None."""
+    import sys
+
+    if not parsed_args.confirm_each or parsed_args.dry_run:
+        return None
+    from composable_upgrades import OptionError
+
+    if not sys.stdin.isatty():
+        raise OptionError("asks before each batch: it needs a terminal",
+                          option="--confirm-each")
+
+    def confirm(batch: int, hosts: tuple[str, ...]) -> bool:
+        answer = input(f"\nUpgrade batch {batch} ({len(hosts)} host"
+                       f"{'s' if len(hosts) != 1 else ''}: {', '.join(hosts)})? "
+                       "[y/N]: ").strip().lower()
+        return answer in ("y", "yes")
+    return confirm
+
+
 def add_dry_run(parser: argparse.ArgumentParser) -> None:
     """``--dry-run``: show what a run would do and run nothing."""
     parser.add_argument("--dry-run", action="store_true", default=False,

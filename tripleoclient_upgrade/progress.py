@@ -33,6 +33,8 @@ def _bar(stream: IO[str]):
         elif event.kind == "host_done":
             bar.write(f"{event.host}: {event.status} at step {event.step}: "
                       f"{event.task}: {event.message}")
+        elif event.kind == "stop_requested":
+            bar.write(event.message or "stopping")
         elif event.kind == "step_end":
             bar.n = event.units_done
             bar.refresh()
@@ -50,6 +52,8 @@ def _lines(stream: IO[str]):
         elif event.kind == "host_done":
             text = (f"{event.host}: {event.status} at step {event.step}: "
                     f"{event.task}: {event.message}")
+        elif event.kind == "stop_requested":
+            text = event.message
         elif event.kind == "step_end":
             text = (f"stage {event.stage} batch {event.batch} step {event.step}: "
                     f"{event.status}" + (f" ({event.message})" if event.message else "")

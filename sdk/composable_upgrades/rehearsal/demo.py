@@ -21,10 +21,14 @@ stage. Sandbox layout, per host (``<fleet>/<host>/``)::
     reboot-required               present while a new kernel waits for a reboot
     boot_count
     faults/                       the fleet's fault markers
+    instances/<name>              the instances a compute holds (seeded with
+                                  ``instances=N``, moved by the demo's drain hook)
 
 The undercloud (``undercloud``) gets ``seed.json``, ``events.log`` and
 ``images/``; the external tasks write ``images/<service>`` (container image
-references) and ``online-migrations/<service>``.
+references) and ``online-migrations/<service>``; the demo's drain hook
+(:func:`demo_hooks_path`) logs each instance it moves to its
+``instances.log`` (``<unix time with ns> <instance> <from> <to>``).
 
 Events: ``<step>`` is ``N`` for upgrade step N, ``postN`` for post-upgrade
 step N, ``externalN`` for external step N and ``converge`` for the
@@ -52,6 +56,11 @@ DEPENDENCIES_FILE = "demo-dependencies.yaml"
 STACK = "overcloud"
 SEED_FILE = "seed.json"
 EVENTS_FILE = "events.log"
+HOOKS_FILE = "demo-hooks.yaml"
+INSTANCES_DIR = "instances"
+INSTANCES_LOG = "instances.log"
+#: The service whose hosts hold instances.
+NOVA_COMPUTE = "nova_compute"
 
 
 def demo_outputs() -> StackOutputs:
@@ -69,6 +78,14 @@ def demo_outputs_path() -> str:
 def demo_dependencies_path() -> str:
     """Path of the demo's service dependencies file (for prepare)."""
     return package_data_path(DEPENDENCIES_FILE)
+
+
+def demo_hooks_path() -> str:
+    """Path of the demo's hooks file: its sandboxed drain before each batch
+    (for ``run --hooks-file``)."""
+    path = package_data_path(HOOKS_FILE)
+    package_data_path("demo-drain-instances.yaml")  # beside it, when extracted
+    return path
 
 
 def demo_settings(outputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -96,13 +113,15 @@ def demo_settings(outputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def seed_fleet(fleet: Fleet, plan: PreparedPlan, *,
-               reset: bool = False) -> None:
+               reset: bool = False, instances: int = 0) -> None:
     """Write the deployed (old release) state of every host of ``plan``.
 
     ``plan`` is a prepared plan (``PrepareResult.prepared``,
     ``Workdir.load_plan()``, or :meth:`.UpgradePlan.prepared`). A fleet that is already seeded is left alone and an
     :class:`~.errors.FleetError` raised, unless ``reset`` is true: then
     each host's sandbox (faults included) is wiped and seeded again.
+    ``instances``: how many instances each compute (a host running
+    ``nova_compute``) holds, ``<host>-vm<i>``.
     """
     settings = demo_settings()
     hosts = {name: host.role for name, host in plan.hosts.items()}
@@ -118,14 +137,18 @@ def seed_fleet(fleet: Fleet, plan: PreparedPlan, *,
             shutil.rmtree(fleet.host_root(host), ignore_errors=True)
     fleet.create(everyone)
     for host, role in sorted(hosts.items()):
-        _seed_host(fleet.host_root(host), host, role,
-                   list(plan.roles[role].services), settings)
+        services = list(plan.roles[role].services)
+        _seed_host(fleet.host_root(host), host, role, services, settings,
+                   instances if NOVA_COMPUTE in services else 0)
     _seed_undercloud(fleet.host_root(UNDERCLOUD_HOST), settings)
 
 
 def _seed_host(root: str, host: str, role: str, services: list[str],
-               settings: Mapping[str, Any]) -> None:
+               settings: Mapping[str, Any], instances: int = 0) -> None:
     release = settings["release_from"]
+    names = [f"{host}-vm{i}" for i in range(instances)]
+    for name in names:
+        _write(root, f"{INSTANCES_DIR}/{name}", name)
     for service in services:
         _write(root, f"services/{service}/version", release)
         _write(root, f"services/{service}/running", "true")
@@ -141,7 +164,8 @@ def _seed_host(root: str, host: str, role: str, services: list[str],
     _write(root, SEED_FILE, json.dumps({
         "host": host, "role": role, "services": services, "release": release,
         "kernel": settings["kernel"], "boot_count": settings["boot_count"],
-        "packages": packages}, indent=2, sort_keys=True), raw=False)
+        "packages": packages, "instances": names}, indent=2, sort_keys=True),
+        raw=False)
 
 
 def _seed_undercloud(root: str, settings: Mapping[str, Any]) -> None:

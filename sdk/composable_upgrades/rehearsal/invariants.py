@@ -13,6 +13,11 @@ after ``converge``
     every service runs the new release; no RPC pin is left; the packages
     TripleO does not manage are upgraded; exactly the hosts whose kernel
     changed were rebooted, once, and none waits for a reboot;
+with instances seeded (``seed_fleet(..., instances=N)``)
+    no instance sat on a compute between its ``nova_compute`` stop and start
+    in an upgrade step, nor when it rebooted in converge (the moves are read
+    from the undercloud's ``instances.log``, written by the demo's drain
+    hook); every instance still exists, once, where the moves put it;
 always
     the recorded events respect the service dependencies: on each host,
     within a step, a service's events come after those of the services it
@@ -32,7 +37,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
@@ -44,7 +49,8 @@ from composable_upgrades.planning.plan import UNDERCLOUD_HOST
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.planning.stages import CONVERGE
 from composable_upgrades.rehearsal.demo import (
-    SEED_FILE, demo_dependencies_path, demo_outputs, demo_settings)
+    INSTANCES_DIR, INSTANCES_LOG, NOVA_COMPUTE, SEED_FILE, demo_dependencies_path,
+    demo_outputs, demo_settings)
 from composable_upgrades.rehearsal.report import Check, InvariantReport
 from composable_upgrades.rehearsal.sandbox import Event, Sandbox
 
@@ -65,6 +71,7 @@ REBOOTS = "reboots exactly where the kernel changed"
 EVENTS = "events well-formed"
 ORDER_HOST = "dependency order on each host"
 ORDER_CONTROLPLANE = "dependency order across control-plane hosts"
+INSTANCES = "instances drained and kept"
 
 
 @lru_cache(maxsize=1)
@@ -130,7 +137,80 @@ def check_invariants(fleet: Fleet, plan: PreparedPlan,
     merged = [e for h in controlplane for e in events.get(h, ([], []))[0]]
     checks.append(_check(ORDER_CONTROLPLANE, _order_problems(merged, dependencies),
                          f"{len(controlplane)} control-plane hosts"))
+    seeded = {h: list(ctx.seed(h).get("instances") or []) for h in boxes}
+    if any(seeded.values()):
+        checks.append(_check_instances(seeded, boxes, undercloud,
+                                       {h: e for h, (e, _) in events.items()}))
     return InvariantReport(after=after, checks=tuple(checks))
+
+
+def _check_instances(seeded: Mapping[str, list[str]], boxes: Mapping[str, Sandbox],
+                     undercloud: Sandbox, events: Mapping[str, list[Event]]) -> Check:
+    """Instances away from a compute while it was upgraded or rebooted, and
+    every one of them still there, once, where the logged moves put it."""
+    problems: list[str] = []
+    where = {name: host for host, names in seeded.items() for name in names}
+    moves: list[tuple[Decimal, str, str, str]] = []
+    for number, line in enumerate((undercloud.read(INSTANCES_LOG) or "").splitlines(), 1):
+        fields = line.split()
+        try:
+            moves.append((Decimal(fields[0]), fields[1], fields[2], fields[3]))
+        except (IndexError, InvalidOperation):
+            problems.append(f"{INSTANCES_LOG}:{number}: {line!r}")
+    moves.sort()
+    busy: list[str] = []
+    for host, found in events.items():
+        for start, end, what in _busy(found):
+            # Instances there as it began, and any moved in before it ended.
+            there = {n for n, h in _placement(where, moves, start).items() if h == host}
+            there |= {m[1] for m in moves if m[3] == host and start < m[0] <= end}
+            busy += [f"{name} on {host} during its {what}" for name in sorted(there)]
+    final = _placement(where, moves, None)
+    on_disk: dict[str, list[str]] = {}
+    for host, box in boxes.items():
+        folder = os.path.join(box.root, INSTANCES_DIR)
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            on_disk.setdefault(name, []).append(host)
+    for name in sorted(where):
+        hosts = on_disk.get(name, [])
+        if not hosts:
+            problems.append(f"{name} is gone")
+        elif len(hosts) > 1:
+            problems.append(f"{name} is on {len(hosts)} hosts: {', '.join(hosts)}")
+        elif hosts[0] != final[name]:
+            problems.append(f"{name} is on {hosts[0]}, its moves say {final[name]}")
+    problems += [f"{name}: not a seeded instance" for name in sorted(on_disk)
+                 if name not in where]
+    return _check(INSTANCES, problems + busy, f"{len(where)} instances, {len(moves)} moves")
+
+
+def _busy(found: Iterable[Event]) -> list[tuple[Decimal, Decimal, str]]:
+    """When a host could hold no instance: from each ``nova_compute`` stop
+    to the next start, and each reboot."""
+    spans, stopped = [], None
+    for event in sorted(found, key=_time):
+        if event.service == NOVA_COMPUTE and event.action == "stop":
+            stopped = _time(event)
+        elif event.service == NOVA_COMPUTE and event.action == "start" \
+                and stopped is not None:
+            spans.append((stopped, _time(event), "nova_compute upgrade"))
+            stopped = None
+        elif event.step == CONVERGE_STEP and event.action == "reboot":
+            spans.append((_time(event), _time(event), "reboot"))
+    if stopped is not None:
+        spans.append((stopped, Decimal("Infinity"), "nova_compute upgrade"))
+    return spans
+
+
+def _placement(where: Mapping[str, str], moves: Iterable[tuple[Decimal, str, str, str]],
+               at: Decimal | None) -> dict[str, str]:
+    """Where each instance was at time ``at`` (None: in the end)."""
+    placed = dict(where)
+    for when, name, _, to in moves:
+        if at is not None and when > at:
+            break
+        placed[name] = to
+    return placed
 
 
 def _check(name: str, problems: list[str], good: str) -> Check:

@@ -235,6 +235,13 @@ class LaneSession:
         hosts = set(job.hosts)
         wanted = {play.role: hosts.intersection(play.hosts) for play in step.plays}
         report = _Report()
+        # The records in the order they came, across the lanes (as the sink
+        # got them).
+        given = callbacks
+        callbacks = StepCallbacks(
+            task=given.task, stop_now=given.stop_now,
+            record=lambda record: (report.records.append(record),
+                                   given.record(record))[-1])
         for wave in step.waves:
             roles = [r for r in wave if wanted.get(r)]
             lanes = [self.lane_for(role, job.step, frozenset(wanted[role]), callbacks)
@@ -247,8 +254,6 @@ class LaneSession:
                 self.release(lane, job.step)
             if not self.wait(lambda: all(lane.settled for lane in lanes), callbacks):
                 report.interrupted = True
-                for lane in lanes:
-                    report.records.extend(lane.events.records)
                 break
             for lane in lanes:
                 report.add(lane, job.step, wanted[lane.plan.role])
@@ -406,7 +411,6 @@ class _Report:
     def add(self, lane: Lane, step: int | str, hosts: Iterable[str]) -> None:
         """What ``lane`` did of ``step`` on ``hosts``."""
         hosts = set(hosts)
-        self.records.extend(lane.events.records)
         if not lane.ended:
             self.failed |= hosts - lane.playing
             return

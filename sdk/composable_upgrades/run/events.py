@@ -11,7 +11,9 @@ from typing import Any
 class ProgressEvent:
     """What a run reports as it goes (to a progress bar or a log)."""
 
-    kind: str  # run_start, step_start, task, host_done, step_end, note, run_end
+    # run_start, step_start, task, host_done, step_end, note, stop_requested,
+    # run_end
+    kind: str
     stage: str
     batch: int = 0
     batches: int = 0

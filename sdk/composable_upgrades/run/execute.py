@@ -20,7 +20,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from composable_upgrades.model.fleet import Fleet
@@ -28,11 +29,12 @@ from composable_upgrades.model.kinds import RunStatus
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.run.ansible import AnsibleExecutor
 from composable_upgrades.run.events import Progress, ProgressEvent, StopRequest
+from composable_upgrades.run.hooks import HookFunction, HookRunner, Hooks
 from composable_upgrades.run.options import RunOptions
 from composable_upgrades.run.preview import DryRunResult, preview_run
 from composable_upgrades.run.request import RunRequest, checked_request
 from composable_upgrades.run.run_log import RUN_LOG, RunLog
-from composable_upgrades.run.stage_runner import run_request
+from composable_upgrades.run.stage_runner import Confirm, run_request
 from composable_upgrades.state.journal import Journal
 from composable_upgrades.state.lock import acquire, stale_lock_note
 from composable_upgrades.state.results import RecordSink, RunResult
@@ -46,15 +48,25 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
               ssh_key: str | os.PathLike[str] | None = None,
               dry_run: bool = False, progress: Progress | None = None,
               sink: RecordSink | None = None, stop: StopRequest | None = None,
+              hooks: Mapping[str, Sequence[HookFunction | str]] | None = None,
+              confirm: Confirm | None = None,
               **overrides: Any) -> RunResult:
     """Run one stage of the plan prepared in ``working_dir``.
 
     ``options`` (a :class:`~.options.RunOptions`), and any of its fields
     given by name (``batch_size=2``, ``resume=True``...), say what to run:
-    ``limit`` narrows the hosts; ``batch_size`` (``N`` or ``N%``) splits a
+    ``limit`` narrows the hosts; ``batch_size`` (``N``, ``N%`` or a schedule
+    such as ``"1,5,20%"``, the last value repeating) splits a
     non-controlplane stage into batches, each of which runs every step;
-    failed hosts count against ``max_fail_percentage`` (default 0) of their
-    batch. ``resume`` skips units the journal has as finished; a stage with
+    ``batch_by`` keeps hosts of different values of a variable (or roles)
+    in different batches; failed hosts count against
+    ``max_fail_percentage`` (default 0) of their batch. ``pause_after``
+    stops cleanly after that many batches (a ``resume`` continues the same
+    schedule); ``confirm(batch, hosts)`` is asked before every batch after
+    the first. ``hooks_file`` (an option) and ``hooks`` (by point:
+    callables ``fn(stage, batch, hosts)``, built-in names or playbooks) run
+    around the batches and the stage (see :mod:`.hooks`); a failed hook
+    stops the run there. ``resume`` skips units the journal has as finished; a stage with
     unfinished progress refuses to start without ``resume`` or ``restart``,
     and finished work (or an upgrade stage after converge) without ``rerun``.
     ``steps`` (or
@@ -71,6 +83,7 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
     if dry_run:
         plan, env, request = checked_request(workdir, stage, options, fleet=fleet,
                                              ssh_key=ssh_key, journal=False)
+        request = _with_hooks(request, hooks)
         now = time.time()
         return DryRunResult(run_id=new_run_id(stage), stage=stage,
                             plan_sha=plan.sha256, status=RunStatus.DRY_RUN,
@@ -78,11 +91,13 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
                             batches=list(request.batches),
                             preview=preview_run(plan, request, env))
     # Refuse before anything is written (the lock makes the state folder).
-    checked_request(workdir, stage, options, fleet=fleet, ssh_key=ssh_key)
+    _with_hooks(checked_request(workdir, stage, options, fleet=fleet,
+                                ssh_key=ssh_key)[2], hooks)
     # The lock comes first: a prepare cannot swap the plan under this run.
     with acquire(workdir.state_dir, purpose=f"run of stage {stage}") as lock:
         plan, env, request = checked_request(workdir, stage, options, fleet=fleet,
                                              ssh_key=ssh_key)
+        request = _with_hooks(request, hooks)
         run_id = new_run_id(stage)
         run_dir = os.path.join(workdir.runs_dir, run_id)
         journal = Journal(workdir.state_dir)
@@ -90,11 +105,13 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
         log = RunLog(os.path.join(run_dir, RUN_LOG),
                      HistoryStore(workdir.history_path) if sink is None else sink)
         executor = AnsibleExecutor(plan, run_dir, env=env)
+        hook_runner = HookRunner(plan, env=env, builtin=_builtin_hooks(plan, request))
         stop = stop or StopRequest()
         with _sigint(stop):
             return run_request(
                 plan, request, executor, run_id=run_id, journal=journal, sink=log,
                 progress=_both(log.progress, progress), stop=stop,
+                hook_runner=hook_runner, confirm=confirm,
                 notes=[stale_lock_note(lock.stale_owner)] if lock.stale_owner else [])
 
 
@@ -123,9 +140,39 @@ def _journal_start(journal: Journal, request: RunRequest, run_id: str) -> None:
     if request.reset:
         journal.record_reset(stage.sha256, run_id, stage.name, request.reset,
                              request.steps, rerun=request.options.rerun)
+    options = request.options
     journal.record_start(stage.sha256, {
         "run": run_id, "stage": stage.name, "pid": os.getpid(),
-        "hosts": len(request.hosts), "batches": len(request.batches)})
+        "hosts": len(request.hosts), "batches": len(request.batches),
+        # What a --resume continues: the same batches, the same hooks.
+        "schedule": [list(b) for b in request.batches],
+        "batch_size": (list(options.batch_size)
+                       if isinstance(options.batch_size, (list, tuple))
+                       else options.batch_size),
+        "batch_by": options.batch_by, "resume": options.resume,
+        "hooks_file": request.hooks.source})
+
+
+def _with_hooks(request: RunRequest,
+                hooks: Mapping[str, Sequence[HookFunction | str]] | None
+                ) -> RunRequest:
+    """``request`` with the SDK caller's ``hooks`` after its hooks file's."""
+    if not hooks:
+        return request
+    return replace(request, hooks=Hooks.build(request.options.hooks_file, hooks))
+
+
+def _builtin_hooks(plan: PreparedPlan, request: RunRequest):
+    """What runs the built-in hooks of ``request`` (None if it names none)."""
+    if not request.hooks.builtins:
+        return None
+    from composable_upgrades.run.drain import NOVA_COMPUTE, NovaDrain
+
+    computes = frozenset(h for role in plan.roles.values()
+                         if NOVA_COMPUTE in role.services for h in role.hosts)
+    aliases = {name: (host.fqdn,) for name, host in plan.hosts.items() if host.fqdn}
+    return NovaDrain.from_cloud(request.options.overcloud_cloud, computes=computes,
+                                aliases=aliases).run_hook
 
 
 def _both(first: Progress, second: Progress | None) -> Progress:

@@ -19,8 +19,14 @@ class RunOptions:
     """What an operator asks of a run (see :func:`.execute.run_stage`).
 
     ``limit`` narrows the hosts (names, FQDNs, roles, globs; ``!`` excludes);
-    ``tags`` and ``skip_tags`` go to ansible-playbook; ``batch_size`` (``N``
-    or ``N%``) and ``max_fail_percentage`` apply to the batched stages;
+    ``tags`` and ``skip_tags`` go to ansible-playbook; ``batch_size`` (``N``,
+    ``N%`` or a schedule of them, ``"1,5,20%"`` or ``[1, 5, "20%"]``),
+    ``batch_by`` (``role`` or an inventory variable whose values batches do
+    not mix), ``pause_after`` (stop cleanly after that many batches) and
+    ``max_fail_percentage`` apply to the batched stages; ``hooks_file`` is a
+    YAML file of playbooks to run around batches and the stage (see
+    :mod:`.hooks`); ``overcloud_cloud`` the clouds.yaml entry of the
+    overcloud, for the built-in Nova drain hooks;
     ``forks`` is Ansible's; ``resume`` skips finished units; ``steps`` (or
     ``playbooks``, the step playbooks' file names) restrict the steps;
     ``force`` runs although a needed stage is unfinished. What to do with
@@ -33,7 +39,7 @@ class RunOptions:
     limit: str | Sequence[str] | None = None
     tags: str | None = None
     skip_tags: str | None = None
-    batch_size: int | str | None = None
+    batch_size: int | str | Sequence[int | str] | None = None
     max_fail_percentage: float | None = None
     forks: int | None = None
     resume: bool = False
@@ -42,6 +48,10 @@ class RunOptions:
     force: bool = False
     restart: bool = False
     rerun: bool = False
+    batch_by: str | None = None
+    pause_after: int | None = None
+    hooks_file: str | None = None
+    overcloud_cloud: str | None = None
 
     @classmethod
     def build(cls, options: RunOptions | None = None, /,
@@ -63,11 +73,16 @@ class RunOptions:
         ``playbooks`` is left out: a plan turns them into ``steps``.
         """
         return {"limit": self.limit, "tags": self.tags, "skip_tags": self.skip_tags,
-                "batch_size": self.batch_size,
+                "batch_size": (list(self.batch_size)
+                               if isinstance(self.batch_size, (list, tuple))
+                               else self.batch_size),
                 "max_fail_percentage": self.max_fail_percentage,
                 "forks": self.forks, "resume": self.resume,
                 "steps": list(self.steps) if self.steps else None,
-                "force": self.force, "restart": self.restart, "rerun": self.rerun}
+                "force": self.force, "restart": self.restart, "rerun": self.rerun,
+                "batch_by": self.batch_by, "pause_after": self.pause_after,
+                "hooks_file": self.hooks_file,
+                "overcloud_cloud": self.overcloud_cloud}
 
 
 #: The names of the fields of :class:`RunOptions`.

@@ -31,6 +31,8 @@ class RunPreview:
 
     ``environment``: the ANSIBLE_* settings of its calls (forks, SSH
     arguments, plugin paths, the key);
+    ``hooks``: the hooks that would run, in order, as (point, batch, hook)
+    (batch 0 at the stage's own points);
     ``execution_nodes`` and ``estimate`` (seconds) are for later executors.
     """
 
@@ -42,6 +44,7 @@ class RunPreview:
     options: RunOptions
     commands: tuple[StepCommand, ...]
     environment: Mapping[str, str] = field(default_factory=dict)
+    hooks: tuple[tuple[str, int, str], ...] = ()
     execution_nodes: tuple[str, ...] = ()
     estimate: float | None = None
 
@@ -64,7 +67,11 @@ def preview_run(plan: PreparedPlan, request: RunRequest,
         binary = "ansible-playbook"  # the dry run shows it all the same
     executor = AnsibleExecutor(plan, "", env=env, binary=binary)
     commands = []
+    hooks = [("pre_stage", 0, h.name) for h in request.hooks.at("pre_stage")]
     for number, batch in enumerate(request.batches, start=1):
+        hooks += [("pre_batch", number, h.name) for h in request.hooks.at("pre_batch")]
+        hooks += [("post_batch", number, h.name)
+                  for h in request.hooks.at("post_batch")]
         for step in request.steps:
             hosts = request.in_play(step, batch)
             if hosts:
@@ -74,4 +81,6 @@ def preview_run(plan: PreparedPlan, request: RunRequest,
     return RunPreview(stage=request.stage.name, kind=request.stage.kind,
                       hosts=request.hosts, batches=request.batches,
                       steps=request.steps, options=request.options,
-                      commands=tuple(commands), environment=dict(executor.env))
+                      commands=tuple(commands), environment=dict(executor.env),
+                      hooks=tuple(hooks + [("post_stage", 0, h.name)
+                                           for h in request.hooks.at("post_stage")]))

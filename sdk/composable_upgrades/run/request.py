@@ -23,7 +23,8 @@ from composable_upgrades.model.fleet import Fleet
 from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.planning.prepared import PreparedPlan, PreparedStage
 from composable_upgrades.run.executor import StepJob
-from composable_upgrades.run.limits import batch_hosts, batches_of, select_hosts
+from composable_upgrades.run.hooks import Hooks
+from composable_upgrades.run.limits import batch_schedule, select_hosts, stage_batches
 from composable_upgrades.run.environment import run_environment
 from composable_upgrades.run.options import RunOptions
 from composable_upgrades.state.journal import Journal
@@ -36,7 +37,8 @@ class RunRequest:
 
     ``options.steps`` holds the steps chosen by ``steps`` or ``playbooks``;
     ``reset`` the hosts whose progress of these steps the run discards before
-    it starts (``rerun``, ``restart``).
+    it starts (``rerun``, ``restart``); ``hooks`` what runs around the
+    batches and the stage (:mod:`.hooks`).
     """
 
     stage: PreparedStage
@@ -45,6 +47,7 @@ class RunRequest:
     batches: tuple[tuple[str, ...], ...]
     options: RunOptions
     reset: tuple[str, ...] = field(default=())
+    hooks: Hooks = field(default_factory=Hooks)
 
     def units(self) -> set[tuple[int | str, str]]:
         """The (step, host) units the run would run."""
@@ -86,7 +89,8 @@ def plan_run(plan: PreparedPlan, stage: str,
                       steps=tuple(s for s in target.numbers
                                   if not named or s in named),
                       batches=tuple(_batches(plan, target, hosts, options)),
-                      options=replace(options, steps=named or None))
+                      options=replace(options, steps=named or None),
+                      hooks=Hooks.build(options.hooks_file))
 
 
 def _batches(plan: PreparedPlan, stage: PreparedStage, hosts: Iterable[str],
@@ -94,8 +98,58 @@ def _batches(plan: PreparedPlan, stage: PreparedStage, hosts: Iterable[str],
     hosts = list(hosts)
     if stage.kind != StageKind.BATCHED:
         return [tuple(hosts)] if hosts else []
-    return batches_of(hosts, options.batch_size,
-                      {h: plan.role_of(h) or "" for h in hosts})
+    return stage_batches(plan, hosts, options.batch_size, batch_by=options.batch_by)
+
+
+def resumed(plan: PreparedPlan, journal: Journal, request: RunRequest) -> RunRequest:
+    """``request`` with the schedule and the hooks file of the run it resumes.
+
+    A ``--resume`` without ``--hooks-file`` runs the hooks of the run it
+    continues (the journal keeps the file's path), so a failed hook runs
+    again. For the schedule, see :func:`resumed_schedule`.
+    """
+    options = request.options
+    if not options.resume:
+        return request
+    kept = journal.progress([request.stage])[request.stage.name].last_start
+    if options.hooks_file is None and kept and kept.get("hooks_file") \
+            and not request.hooks:
+        options = replace(options, hooks_file=kept["hooks_file"])
+        request = replace(request, options=options,
+                          hooks=Hooks.build(options.hooks_file))
+    return resumed_schedule(plan, journal, request)
+
+
+def resumed_schedule(plan: PreparedPlan, journal: Journal,
+                     request: RunRequest) -> RunRequest:
+    """``request`` with the schedule of the run it resumes, if it resumes one.
+
+    A ``--resume`` continues the batches the journal kept for the stage when
+    that run had a ``--batch-size`` and this one gives none or the same (and
+    the same ``--batch-by``): the same batches, of the hosts selected now;
+    hosts the schedule does not hold come after it, batched by the options.
+    """
+    options = request.options
+    if not options.resume or request.stage.kind != StageKind.BATCHED:
+        return request
+    kept = journal.progress([request.stage])[request.stage.name].schedule
+    if not kept or kept.get("batch_size") in (None, ""):
+        return request
+    size, by = kept.get("batch_size"), kept.get("batch_by")
+    same_size = options.batch_size in (None, "") or \
+        list(batch_schedule(options.batch_size)) == list(batch_schedule(size))
+    if not same_size or (options.batch_by is not None and options.batch_by != by):
+        return request
+    chosen = set(request.hosts)
+    batches = [tuple(h for h in batch if h in chosen)
+               for batch in kept.get("schedule") or ()]
+    batches = [b for b in batches if b]
+    placed = {h for b in batches for h in b}
+    rest = [h for h in request.hosts if h not in placed]
+    if rest:
+        batches += stage_batches(plan, rest, size, batch_by=by)
+    return replace(request, batches=tuple(batches),
+                   options=replace(options, batch_size=size, batch_by=by))
 
 
 def _check_modes(options: RunOptions) -> None:
@@ -145,14 +199,19 @@ def _collect_tags(tasks: object, found: set[str]) -> None:
 def _check_batching(stage: PreparedStage, options: RunOptions) -> None:
     if stage.kind != StageKind.BATCHED:
         for value, option in ((options.batch_size, "--batch-size"),
+                              (options.batch_by, "--batch-by"),
+                              (options.pause_after, "--pause-after"),
                               (options.max_fail_percentage, "--max-fail-percentage")):
             if value is not None:
                 raise StageError(f"stage {stage.name!r} runs all its hosts "
                                  f"together and stops at the first failure; "
                                  f"{option} applies to the batched stages",
                                  stage=stage.name)
-    if options.batch_size is not None and options.batch_size != "":
-        batch_hosts(max(1, len(stage.hosts)), options.batch_size)
+    batch_schedule(options.batch_size)
+    if options.pause_after is not None and options.pause_after < 1:
+        raise OptionError("expected a number of batches, 1 or more (1 pauses "
+                          "after the first)", option="--pause-after",
+                          value=options.pause_after)
     share = options.max_fail_percentage
     if share is not None and not 0 <= share <= 100:
         raise OptionError("must be between 0 and 100", option="--max-fail-percentage",
@@ -235,6 +294,7 @@ def checked_request(workdir: Workdir, stage: str, options: RunOptions, *,
     check_fleet(plan, fleet)
     env = run_environment(options, extra=ssh_key_env(workdir.path, plan, ssh_key))
     request = plan_run(plan, stage, options)
+    request = resumed(plan, Journal(workdir.state_dir), request)
     if journal:
         check_unlocked(workdir.state_dir)
         request = check_progress(plan, Journal(workdir.state_dir), request)

@@ -17,6 +17,12 @@ run left. A ``reset`` line (``--rerun``, ``--restart``) discards the
 progress of some hosts before a run does their steps again; a ``start`` line
 opens each run, so a run without its closing line is in progress (or was
 killed).
+
+A ``start`` line also keeps the run's schedule of batches, so that a
+``--resume`` continues the same one; ``hook`` lines record each hook run at
+a boundary of a batch or of the stage (``started``, then ``ok`` or
+``failed``), so that a resume runs again the hooks that did not succeed.
+Hook lines count from the last ``start`` of a run that was not a resume.
 """
 
 from __future__ import annotations
@@ -55,6 +61,21 @@ class StageProgress:
     reruns: list[Mapping[str, Any]] = field(default_factory=list)
     #: ``start`` lines of runs whose closing ``run`` line never came.
     open_runs: list[Mapping[str, Any]] = field(default_factory=list)
+    #: The ``start`` line of the last run that had a schedule of batches.
+    schedule: Mapping[str, Any] | None = None
+    #: The ``start`` line of the last run.
+    last_start: Mapping[str, Any] | None = None
+    #: The last word on each hook run: (point, batch, hook) -> status.
+    hooks: dict[tuple[str, int, str], str] = field(default_factory=dict)
+
+    def hook_ok(self, point: str, batch: int, hook: str) -> bool:
+        """True if ``hook`` succeeded at ``point`` of ``batch`` (0: the stage)."""
+        return self.hooks.get((point, batch, hook)) == UnitStatus.OK
+
+    def hook_unfinished(self, point: str, batch: int, hook: str) -> bool:
+        """True if ``hook`` began or failed at ``point`` of ``batch`` and has
+        not succeeded since."""
+        return self.hooks.get((point, batch, hook), UnitStatus.OK) != UnitStatus.OK
 
     def touched(self, host: str) -> bool:
         """True if anything of the stage ran (or began) on ``host``."""
@@ -129,7 +150,8 @@ class Journal:
         if not text:
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                     0o600)
         try:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -174,8 +196,19 @@ class Journal:
                       "stage": stage, "hosts": list(hosts), "steps": list(steps),
                       "rerun": rerun, "time": time.time()}])
 
+    def record_hook(self, stage_sha: str, run_id: str, stage: str, point: str,
+                    batch: int, hook: str, status: str, *,
+                    message: str | None = None) -> None:
+        """Record a hook run at ``point`` of ``batch`` (0: the stage's own
+        points): ``started`` before it runs, then ``ok`` or ``failed``."""
+        self.append([{"kind": "hook", "sha": stage_sha, "run": run_id,
+                      "stage": stage, "point": point, "batch": batch,
+                      "hook": hook, "status": status, "message": message,
+                      "time": time.time()}])
+
     def record_start(self, stage_sha: str, run: Mapping[str, Any]) -> None:
-        """Record the start of a run (id, stage, pid, batches, time)."""
+        """Record the start of a run (id, stage, pid, batches, time; its
+        ``schedule``, ``batch_size`` and ``batch_by``; ``resume``)."""
         self.append([{"kind": "start", "sha": stage_sha, "time": time.time(), **run}])
 
     def record_run(self, stage_sha: str, run: Mapping[str, Any]) -> None:
@@ -207,6 +240,15 @@ class Journal:
                 continue
             if kind == "start":
                 starts[entry.get("run")] = entry
+                progress.last_start = entry
+                if entry.get("schedule") is not None:
+                    progress.schedule = entry
+                if not entry.get("resume"):
+                    progress.hooks.clear()
+                continue
+            if kind == "hook":
+                progress.hooks[(str(entry.get("point")), int(entry.get("batch") or 0),
+                                str(entry.get("hook")))] = str(entry.get("status"))
                 continue
             if kind == "reset":
                 _reset(progress, entry)
