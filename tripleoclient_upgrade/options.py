@@ -202,5 +202,16 @@ def command_line(parsed_args: argparse.Namespace, args: list[str],
 
 
 def run_place(parsed_args: argparse.Namespace) -> dict[str, Any]:
-    """The SDK keywords that say where a run goes: fleet and SSH key."""
-    return {"fleet": parsed_args.fleet, "ssh_key": parsed_args.overcloud_ssh_key}
+    """The SDK keywords that say where a run goes: fleet, SSH key, and the
+    execution nodes that drive its hosts."""
+    return {"fleet": parsed_args.fleet, "ssh_key": parsed_args.overcloud_ssh_key,
+            "execution_nodes": getattr(parsed_args, "execution_nodes", None)}
+
+
+def add_execution_nodes(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--execution-nodes FILE``."""
+    parser.add_argument(
+        "--execution-nodes", metavar="FILE",
+        help=f"YAML: the machines that drive the hosts ({what}); each step runs "
+             "on all of them at once, through ansible-runner's streaming "
+             "(see doc/scale-out.rst).")

@@ -11,6 +11,7 @@ from composable_upgrades.planning.dependencies import Dependencies
 from composable_upgrades.views.diff import plan_diff
 from composable_upgrades.run.events import ProgressEvent, StopRequest
 from composable_upgrades.run.execute import check_run, run_stage
+from composable_upgrades.run.nodes import ExecutionNode, ExecutionNodes
 from composable_upgrades.run.options import RunOptions
 from composable_upgrades.run.preview import RunPreview
 from composable_upgrades.errors import (
@@ -37,7 +38,7 @@ __all__ = [
     "UpgradePlan", "Stage", "Step", "RolePlay", "build_plan", "plan_upgrade",
     "prepare", "PrepareResult", "PreparedPlan", "Workdir",
     "default_working_dir", "Fleet", "run_stage", "check_run", "converge", "status",
-    "RunOptions", "RunPreview", "ProgressEvent", "StopRequest", "demo_outputs", "demo_dependencies_path",
+    "RunOptions", "RunPreview", "ExecutionNode", "ExecutionNodes", "ProgressEvent", "StopRequest", "demo_outputs", "demo_dependencies_path",
     "seed_fleet", "check_invariants", "InvariantReport", "Check",
     "History", "HistoryStore", "plan_diff", "forecast", "what_if", "Forecast",
     "StageStatus", "RunResult", "StepOutcome", "TaskRecord",

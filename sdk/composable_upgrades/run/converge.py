@@ -11,6 +11,7 @@ from composable_upgrades.planning.stages import CONVERGE
 from composable_upgrades.run.events import Progress, StopRequest
 from composable_upgrades.run.execute import run_stage
 from composable_upgrades.run.hooks import HookFunction
+from composable_upgrades.run.nodes import NodesSpec
 from composable_upgrades.run.stage_runner import Confirm
 from composable_upgrades.run.options import RunOptions
 from composable_upgrades.state.results import RecordSink, RunResult
@@ -24,12 +25,15 @@ def converge(working_dir: str | os.PathLike[str],
              sink: RecordSink | None = None, stop: StopRequest | None = None,
              hooks: Mapping[str, Sequence[HookFunction | str]] | None = None,
              confirm: Confirm | None = None,
+             execution_nodes: NodesSpec | None = None,
              **overrides: Any) -> RunResult:
     """Run the converge stage: post-upgrade steps, then the deployment-wide
     phases. Refuses while an upgrade stage is unfinished, unless ``force``.
     Options and keywords are :func:`~composable_upgrades.run.execute.run_stage`'s
     (``batch_size`` and ``max_fail_percentage`` do not apply; the hooks of
-    ``hooks_file`` and ``hooks`` run at its ``pre_stage`` and ``post_stage``)."""
+    ``hooks_file`` and ``hooks`` run at its ``pre_stage`` and ``post_stage``;
+    ``execution_nodes`` as there)."""
     return run_stage(working_dir, CONVERGE, options, fleet=fleet, ssh_key=ssh_key,
                      dry_run=dry_run, progress=progress, sink=sink, stop=stop,
-                     hooks=hooks, confirm=confirm, **overrides)
+                     hooks=hooks, confirm=confirm, execution_nodes=execution_nodes,
+                     **overrides)

@@ -28,6 +28,9 @@ from composable_upgrades.model.fleet import Fleet
 from composable_upgrades.model.kinds import RunStatus
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.run.ansible import AnsibleExecutor
+from composable_upgrades.run.executor import Executor
+from composable_upgrades.run.nodes import NodesSpec, run_nodes
+from composable_upgrades.run.streaming import StreamingExecutor
 from composable_upgrades.run.events import Progress, ProgressEvent, StopRequest
 from composable_upgrades.run.hooks import HookFunction, HookRunner, Hooks
 from composable_upgrades.run.options import RunOptions
@@ -50,6 +53,7 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
               sink: RecordSink | None = None, stop: StopRequest | None = None,
               hooks: Mapping[str, Sequence[HookFunction | str]] | None = None,
               confirm: Confirm | None = None,
+              execution_nodes: NodesSpec | None = None,
               **overrides: Any) -> RunResult:
     """Run one stage of the plan prepared in ``working_dir``.
 
@@ -75,7 +79,10 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
     stages it needs are unfinished, unless ``force``. Ctrl-C once stops after
     the current step; twice stops now. Records go to the working dir's run
     history unless another ``sink`` is given. ``ssh_key`` is the overcloud
-    hosts' private key (see :func:`~.request.ssh_key_env`). ``dry_run``
+    hosts' private key (see :func:`~.request.ssh_key_env`).
+    ``execution_nodes`` (a node file, its data, or :class:`~.nodes.ExecutionNodes`;
+    default: the one kept in the plan) runs each step on those machines at
+    once, through ansible-runner's streaming (see doc/scale-out.rst). ``dry_run``
     runs nothing and returns a :class:`~.preview.DryRunResult`.
     """
     options = RunOptions.build(options, **overrides)
@@ -84,15 +91,18 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
         plan, env, request = checked_request(workdir, stage, options, fleet=fleet,
                                              ssh_key=ssh_key, journal=False)
         request = _with_hooks(request, hooks)
+        nodes = run_nodes(plan, execution_nodes)
         now = time.time()
         return DryRunResult(run_id=new_run_id(stage), stage=stage,
                             plan_sha=plan.sha256, status=RunStatus.DRY_RUN,
                             started=now, ended=now, options=request.options.as_dict(),
                             batches=list(request.batches),
-                            preview=preview_run(plan, request, env))
+                            preview=preview_run(plan, request, env, nodes=nodes))
     # Refuse before anything is written (the lock makes the state folder).
-    _with_hooks(checked_request(workdir, stage, options, fleet=fleet,
-                                ssh_key=ssh_key)[2], hooks)
+    checked_plan, _, checked = checked_request(workdir, stage, options, fleet=fleet,
+                                               ssh_key=ssh_key)
+    _with_hooks(checked, hooks)
+    run_nodes(checked_plan, execution_nodes)
     # The lock comes first: a prepare cannot swap the plan under this run.
     with acquire(workdir.state_dir, purpose=f"run of stage {stage}") as lock:
         plan, env, request = checked_request(workdir, stage, options, fleet=fleet,
@@ -104,7 +114,9 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
         _journal_start(journal, request, run_id)
         log = RunLog(os.path.join(run_dir, RUN_LOG),
                      HistoryStore(workdir.history_path) if sink is None else sink)
-        executor = AnsibleExecutor(plan, run_dir, env=env)
+        nodes = run_nodes(plan, execution_nodes)
+        executor: Executor = (StreamingExecutor(plan, run_dir, nodes, env=env) if nodes
+                              else AnsibleExecutor(plan, run_dir, env=env))
         hook_runner = HookRunner(plan, env=env, builtin=_builtin_hooks(plan, request))
         stop = stop or StopRequest()
         with _sigint(stop):
@@ -119,18 +131,20 @@ def check_run(working_dir: str | os.PathLike[str], stage: str,
               options: RunOptions | None = None, *,
               fleet: Fleet | str | None = None,
               ssh_key: str | os.PathLike[str] | None = None,
+              execution_nodes: NodesSpec | None = None,
               **overrides: Any) -> tuple[PreparedPlan, RunRequest]:
     """Every check :func:`run_stage` makes before it runs, and nothing run or
     written: the plan and the request as the run would see them now.
 
     Raises what :func:`run_stage` would: a needed stage unfinished, finished
     work without ``rerun``, unfinished work without ``resume`` or ``restart``
-    (:class:`~.request.UnfinishedWorkError`), the lock held, a fleet or key
-    that does not fit, an option that does not apply.
+    (:class:`~.request.UnfinishedWorkError`), the lock held, a fleet, key or
+    execution node file that does not fit, an option that does not apply.
     """
     options = RunOptions.build(options, **overrides)
     plan, _, request = checked_request(Workdir.at(working_dir), stage, options,
                                        fleet=fleet, ssh_key=ssh_key)
+    run_nodes(plan, execution_nodes)
     return plan, request
 
 

@@ -9,7 +9,9 @@ from composable_upgrades.errors import RunError
 from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.run.ansible import AnsibleExecutor, ansible_playbook_binary
+from composable_upgrades.run.nodes import ExecutionNodes
 from composable_upgrades.run.options import RunOptions
+from composable_upgrades.run.streaming import node_command
 from composable_upgrades.run.request import RunRequest
 from composable_upgrades.state.results import RunResult
 
@@ -22,6 +24,8 @@ class StepCommand:
     step: int | str
     hosts: tuple[str, ...]
     argv: tuple[str, ...]
+    #: The execution node that would run it (None: this machine).
+    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ class DryRunResult(RunResult):
 
 
 def preview_run(plan: PreparedPlan, request: RunRequest,
-                env: Mapping[str, str] | None = None) -> RunPreview:
+                env: Mapping[str, str] | None = None, *,
+                nodes: ExecutionNodes | None = None) -> RunPreview:
     """The preview of ``request``: every call that a run without failures
     would make (a ``resume`` skips the finished units)."""
     try:
@@ -67,6 +72,7 @@ def preview_run(plan: PreparedPlan, request: RunRequest,
         binary = "ansible-playbook"  # the dry run shows it all the same
     executor = AnsibleExecutor(plan, "", env=env, binary=binary)
     commands = []
+    assignment = nodes.assign(plan, request.hosts) if nodes else {}
     hooks = [("pre_stage", 0, h.name) for h in request.hooks.at("pre_stage")]
     for number, batch in enumerate(request.batches, start=1):
         hooks += [("pre_batch", number, h.name) for h in request.hooks.at("pre_batch")]
@@ -74,13 +80,22 @@ def preview_run(plan: PreparedPlan, request: RunRequest,
                   for h in request.hooks.at("post_batch")]
         for step in request.steps:
             hosts = request.in_play(step, batch)
-            if hosts:
-                job = request.job("", number, step, hosts)
+            if not hosts:
+                continue
+            job = request.job("", number, step, hosts)
+            if nodes is None:
                 commands.append(StepCommand(batch=number, step=step, hosts=hosts,
                                             argv=tuple(executor.command(job))))
+                continue
+            for name, part in nodes.split(assignment, hosts).items():
+                commands.append(StepCommand(
+                    batch=number, step=step, hosts=part, node=name,
+                    argv=tuple(node_command(nodes.node(name), job, part))))
     return RunPreview(stage=request.stage.name, kind=request.stage.kind,
                       hosts=request.hosts, batches=request.batches,
                       steps=request.steps, options=request.options,
                       commands=tuple(commands), environment=dict(executor.env),
+                      execution_nodes=tuple(nodes.describe(plan, request.hosts))
+                      if nodes else (),
                       hooks=tuple(hooks + [("post_stage", 0, h.name)
                                            for h in request.hooks.at("post_stage")]))

@@ -20,7 +20,7 @@ from composable_upgrades.model.kinds import RunStatus, StageKind
 from composable_upgrades.planning.plan import DEFAULT_SSH_USER, UpgradePlan, build_plan
 from composable_upgrades.planning.noop import noop_variant
 from composable_upgrades.render.playbooks import add_file, render_playbooks, stage_files
-from composable_upgrades.formats.serialize import to_json
+from composable_upgrades.formats.serialize import to_json, to_yaml
 from composable_upgrades.state.store import HistoryStore
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.errors import PlanNotFoundError, WorkdirError
@@ -28,6 +28,8 @@ from composable_upgrades.state.workdir import (
     PLAN_FILE, Workdir, check_stack_name, content_hash)
 
 INVENTORY_FILE = "inventory.yaml"
+#: The execution nodes kept with a plan (``prepare --execution-nodes``).
+EXECUTION_NODES_FILE = "execution-nodes.yaml"
 #: Output key by which outputs say their tasks act only inside the fleet's
 #: sandbox (``rehearsal_root``): the demo overcloud's do.
 SANDBOX_OUTPUT = "RehearsalSandbox"
@@ -111,6 +113,7 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
             converge_file: str | os.PathLike[str] | None = None,
             fleet: Fleet | None = None, noop: bool = False, force: bool = False,
             ssh_user: str = DEFAULT_SSH_USER,
+            execution_nodes: Mapping[str, Any] | None = None,
             progress: Progress | None = None) -> PrepareResult:
     """Plan the upgrade and write the plan folder into ``working_dir``.
 
@@ -119,6 +122,9 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
     A plan whose stages are partly done is not replaced unless ``force``.
     ``noop`` writes the no-op rehearsal variant (needs a ``fleet``).
     The inventory reaches the overcloud hosts as ``ssh_user``.
+    ``execution_nodes`` (a node file's data, checked by
+    :class:`~composable_upgrades.run.nodes.ExecutionNodes`) is kept in the
+    plan folder as ``execution-nodes.yaml``: the plan's runs use them.
     """
     report = progress or (lambda message: None)
     started = time.time()
@@ -132,6 +138,9 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
                         ssh_user=ssh_user)
     report("rendering playbooks and inventory")
     files, data = render(plan)
+    if execution_nodes is not None:
+        files[EXECUTION_NODES_FILE] = to_yaml(dict(execution_nodes), header=(
+            "Execution nodes of this plan's runs (see doc/scale-out.rst)."))
     digest = content_hash(files)
     workdir.ensure()
     notes: list[str] = []
@@ -151,7 +160,8 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
                  "dependencies_file": _path(dependencies_file),
                  "converge_file": _path(converge_file),
                  "fleet": fleet.root if fleet else None, "noop": noop,
-                 "force": force, "ssh_user": ssh_user},
+                 "force": force, "ssh_user": ssh_user,
+                 "execution_nodes": bool(execution_nodes)},
                 started=started, ended=time.time(), status=RunStatus.SUCCESSFUL,
                 notes=notes + list(plan.warnings)
                 + ([] if changed else ["plan unchanged"]))
