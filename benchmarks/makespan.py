@@ -12,7 +12,7 @@ plays, as if every host ran at once), and their ratio, with ``--ansible-forks
 100`` (the engine's own cost) and with the default forks (min(4 x CPUs,
 100), what this machine gives).
 
-    .venv/bin/python benchmarks/makespan.py [--hosts 50 100 200] [--rst]
+    .venv/bin/python benchmarks/makespan.py [--hosts 50 100 200] [--task command|lookup] [--rst]
 """
 
 from __future__ import annotations
@@ -53,7 +53,19 @@ def layout(compute_hosts: int) -> dict[str, tuple[str, list[str]]]:
     return roles
 
 
-def outputs(compute_hosts: int) -> cu.StackOutputs:
+#: How a task sleeps: a ``command`` module on the host (a Python module
+#: process per host and task, as real tasks have), or a ``pipe`` lookup in
+#: Ansible's worker (no module process: what is left is the engine's cost).
+TASKS = {
+    "command": lambda step: {
+        "ansible.builtin.command": f"sleep {{{{ bench_sleep[{step}] }}}}"},
+    "lookup": lambda step: {
+        "ansible.builtin.debug": {
+            "msg": f"{{{{ lookup('ansible.builtin.pipe', 'sleep ' ~ bench_sleep[{step}]) }}}}"}},
+}
+
+
+def outputs(compute_hosts: int, task: str = "command") -> cu.StackOutputs:
     """Sandboxed outputs: one sleeping task per role and step."""
     roles = layout(compute_hosts)
     role_data: dict[str, Any] = {}
@@ -61,7 +73,7 @@ def outputs(compute_hosts: int) -> cu.StackOutputs:
     for role, (service, hosts) in roles.items():
         role_data[role] = {"service_names": [service], "upgrade_tasks": [
             {"name": f"{service} step {step}", "when": f"step|int == {step}",
-             "ansible.builtin.command": f"sleep {{{{ bench_sleep[{step}] }}}}"}
+             **TASKS[task](step)}
             for step in STEPS]}
         host_vars[role] = {h: {"bench_sleep": [sleep_of(h, s) for s in STEPS]}
                            for h in hosts}
@@ -96,12 +108,13 @@ def timed_run(wd: str, stage: str, forks: int | None) -> float:
     return elapsed
 
 
-def measure(compute_hosts: int, forks: int | None, base: str) -> list[list[str]]:
+def measure(compute_hosts: int, forks: int | None, base: str,
+            task: str = "command") -> list[list[str]]:
     """Rows (stage, hosts, forks, measured, ideal, ratio) of one fresh plan."""
     root = tempfile.mkdtemp(dir=base)
     wd = os.path.join(root, "wd")
     fleet = cu.Fleet.at(os.path.join(root, "fleet"))
-    prepared = cu.prepare(outputs(compute_hosts), wd, fleet=fleet)
+    prepared = cu.prepare(outputs(compute_hosts, task), wd, fleet=fleet)
     plan = prepared.prepared
     fleet.create(list(plan.hosts))
     rows = []
@@ -119,16 +132,19 @@ def main() -> int:
                         help="compute-stage hosts (Compute and CephStorage, 4:1)")
     parser.add_argument("--forks", nargs="+", default=["100", "default"],
                         help="--ansible-forks values ('default': none given)")
+    parser.add_argument("--task", choices=sorted(TASKS), default="command",
+                        help="how a task sleeps (default: a command module)")
     parser.add_argument("--rst", action="store_true")
     args = parser.parse_args()
     header = ["Stage", "Hosts", "Forks", "run (s)", "Ideal (s)", "Ratio"]
+    print(f"tasks: {args.task}", file=sys.stderr)
     rows: list[list[str]] = []
     seen_controlplane: set[str] = set()
     with tempfile.TemporaryDirectory() as base:
         for hosts in args.hosts:
             for forks in args.forks:
                 for row in measure(hosts, None if forks == "default" else int(forks),
-                                   base):
+                                   base, args.task):
                     # The controlplane is the same at every size: once per forks.
                     if row[0] == "controlplane":
                         if forks in seen_controlplane:

@@ -56,7 +56,7 @@ def test_converge_smoke_through_the_openstack_executable(prepared, tmp_path: Pat
 
 def test_status_smoke_through_the_openstack_executable(prepared, tmp_path: Path
                                                        ) -> None:
-    wd, _ = prepared
+    wd, fleet = prepared
     real = upgrade("status", "--working-dir", str(wd), "-f", "json", home=tmp_path,
                    process=True)
     assert real.returncode == 0, real.stderr
@@ -64,6 +64,12 @@ def test_status_smoke_through_the_openstack_executable(prepared, tmp_path: Path
     assert [(r["Stage"], r["State"], r["Hosts"], r["Pending"]) for r in rows] == [
         ("controlplane", "not started", 2, 2), ("compute", "not started", 4, 4),
         ("converge", "not started", 6, 6)]
+    # JSON lists every pending host (the table shows five and a count).
+    assert len(rows[2]["Pending hosts"]) == 6
+    assert rows[1]["Pending hosts"] == [f"overcloud-novacompute-{i}" for i in range(4)]
+    table = upgrade("status", "--working-dir", str(wd), home=tmp_path)
+    assert "and 1 more" in table.stdout
+    assert f"a rehearsal on the fleet at {fleet}" in table.stderr
     # the in-process run prints the same
     assert upgrade("status", "--working-dir", str(wd), "-f", "json",
                    home=tmp_path).stdout == real.stdout

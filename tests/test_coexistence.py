@@ -13,6 +13,13 @@ registers the name, and the duplicate warnings cliff logged. It runs under
 several PYTHONHASHSEED values, with the entry points in installed and in
 reverse order, and also loads the plugin groups into fresh command managers
 in both orders.
+
+The handoff of ``prepare --templates -e ...`` to python-tripleoclient's own
+prepare runs there too (``tests/coexistence/handoff_probe.py``), as far as it
+can without an undercloud: python-tripleoclient's command is found, built and
+parses the forwarded arguments itself; its ``take_action`` (the stack update
+in Heat, then SSH to the hosts) is the one thing isolated, replaced by
+tripleo-common's config download of the THT 18 fixture's outputs.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("TRIPLEOCLIENT_VENV") or REPO / ".venv-tripleoclient")
 INSTALL = REPO / "tests" / "coexistence" / "install.sh"
 PROBE = REPO / "tests" / "coexistence" / "osc_probe.py"
+HANDOFF_PROBE = REPO / "tests" / "coexistence" / "handoff_probe.py"
 STAMP = ".tripleoclient-installed"
 
 OURS = {
@@ -52,9 +60,10 @@ KEPT = {
     "overcloud external-upgrade run":
         "tripleoclient.v1.overcloud_external_upgrade:ExternalUpgradeRun",
 }
-# An option only our command has, and one only python-tripleoclient's has.
+# An option only our command has, and a mark only python-tripleoclient's
+# help has (our prepare takes its options too: see the handoff tests below).
 HELP_MARKS = {
-    "overcloud upgrade prepare": ("--outputs-file", "--templates"),
+    "overcloud upgrade prepare": ("--outputs-file", "Run heat stack update"),
     "overcloud upgrade run": ("--stage", "--static-inventory"),
     "overcloud upgrade converge": ("--resume", "--templates"),
 }
@@ -293,3 +302,143 @@ def test_command_list_shows_each_command_where_it_runs(runs):
     listed = [name for names in groups.values() for name in names]
     for name in THEIRS:
         assert listed.count(name) == 1, (name, listed.count(name))
+
+
+# -- the handoff of ``prepare --templates -e ...`` ---------------------------
+
+_PARSER_DUMP = """
+import json, warnings
+warnings.simplefilter("ignore")
+from tripleoclient.v1.overcloud_upgrade import UpgradePrepare
+parser = UpgradePrepare(None, None).get_parser("prepare")
+print(json.dumps([[a.option_strings, type(a).__name__, a.nargs]
+                  for a in parser._actions if a.option_strings]))
+"""
+
+
+@pytest.fixture(scope="module")
+def handoffs(venv: Path, tmp_path_factory) -> dict:
+    """python-tripleoclient's prepare parser, and two handoffs through the
+    ``openstack`` shell of the venv (tests/coexistence/handoff_probe.py: the
+    stack update, which needs the undercloud's Heat, is the one thing
+    isolated; python-tripleoclient's command is found, built, and parses the
+    forwarded arguments itself)."""
+    home = tmp_path_factory.mktemp("handoff-home")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    base["HOME"] = str(home)
+    python = str(venv / "bin" / "python")
+    given = home / "given"
+    output_dir = home / "downloaded"
+    jobs = {
+        "parser": [python, "-c", _PARSER_DUMP],
+        "given": [python, str(HANDOFF_PROBE), str(home / "given.json"),
+                  "--templates", "/usr/share/tht-18", "-e", "/env/upgrade-prepare.yaml",
+                  "--environment-file", "/env/containers.yaml", "-r", "/roles.yaml",
+                  "-n", "/network_data.yaml", "--ntp-server", "pool.ntp.org",
+                  "--timeout", "460", "--working-dir", str(given), "-y"],
+        "defaults": [python, str(HANDOFF_PROBE), str(home / "defaults.json"),
+                     "--templates", "-e", "/env/upgrade-prepare.yaml",
+                     "--stack", "cloud2", "--output-dir", str(output_dir),
+                     "--stack-only", "-y", "-f", "json"],
+        "failing": [python, str(HANDOFF_PROBE), str(home / "failing.json"),
+                    "--templates", "-e", "/env/upgrade-prepare.yaml",
+                    "--working-dir", str(home / "failing"), "-y"],
+    }
+    failing = {**base, "HANDOFF_PROBE_FAIL": "ERROR: stack update failed: Heat is down"}
+
+    def run(job):
+        name, argv = job
+        return subprocess.run(argv, env=failing if name == "failing" else base,
+                              cwd=home, capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        done = dict(zip(jobs, pool.map(run, jobs.items())))
+    return {"home": home, "given_dir": given, "output_dir": output_dir, **done}
+
+
+def _recorded(handoffs: dict, name: str) -> dict:
+    done = handoffs[name]
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((handoffs["home"] / f"{name}.json").read_text())
+
+
+def test_prepare_accepts_every_option_of_tripleoclient_prepare(handoffs):
+    """The options the handoff forwards are python-tripleoclient 20's, each
+    with the same kind of value; the shared ones are the rest."""
+    from tripleoclient_upgrade import handoff
+
+    done = handoffs["parser"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    kinds = {"_StoreAction": handoff.VALUE, "_StoreTrueAction": handoff.FLAG,
+             "_StoreFalseAction": handoff.FLAG, "_AppendAction": handoff.APPEND}
+    theirs = {}
+    for flags, action, nargs in json.loads(done.stdout):
+        if "--help" in flags:
+            continue
+        kind = handoff.OPTIONAL if nargs == "?" else kinds[action]
+        theirs[tuple(sorted(flags))] = kind
+    ours = {tuple(sorted(o.flags)): o.kind for o in handoff.PREPARE_OPTIONS}
+    shared = {flags: kind for flags, kind in theirs.items()
+              if any(f in handoff.SHARED for f in flags)}
+    assert sorted(shared) == sorted([("--stack",), ("--working-dir",),
+                                     ("--overcloud-ssh-user",), ("--yes", "-y")])
+    assert ours == {f: k for f, k in theirs.items() if f not in shared}
+
+
+def test_handoff_runs_tripleoclient_prepare_with_the_arguments_given(handoffs):
+    recorded = _recorded(handoffs, "given")
+    assert recorded["class"] == "tripleoclient.v1.overcloud_upgrade:UpgradePrepare"
+    args = recorded["args"]
+    assert args["templates"] == "/usr/share/tht-18"
+    assert args["environment_files"] == ["/env/upgrade-prepare.yaml",
+                                         "/env/containers.yaml"]
+    assert (args["roles_file"], args["networks_file"]) == (
+        "/roles.yaml", "/network_data.yaml")
+    assert (args["ntp_server"], args["timeout"]) == ("pool.ntp.org", 460)
+    assert args["working_dir"] == str(handoffs["given_dir"])
+    assert (args["stack"], args["yes"]) == ("overcloud", True)
+
+
+def test_handoff_plans_from_the_config_tripleoclient_wrote(handoffs):
+    """The plan is built from ``<working dir>/config-download/<stack>``, into
+    the same working dir's subfolder."""
+    from composable_upgrades import Workdir
+
+    done = handoffs["given"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = handoffs["given_dir"] / "config-download" / "overcloud"
+    assert f"planning from its config at {written}" in done.stderr
+    plan = Workdir.at(handoffs["given_dir"]).load_plan()
+    assert [s.name for s in plan.stages] == ["external", "controlplane",
+                                             "compute", "converge"]
+    assert len(plan.hosts) == 26
+    assert "next: openstack overcloud upgrade run --stage controlplane" in done.stderr
+
+
+def test_handoff_defaults_follow_tripleoclient(handoffs):
+    """No --working-dir: both use ~/overcloud-deploy/<stack>; --output-dir
+    moves the config, and the plan is read from there; a bare --templates
+    keeps python-tripleoclient's default templates."""
+    from composable_upgrades import Workdir
+
+    args = _recorded(handoffs, "defaults")["args"]
+    assert args["templates"] == "/usr/share/openstack-tripleo-heat-templates/"
+    assert (args["stack"], args["working_dir"], args["stack_only"]) == (
+        "cloud2", None, True)
+    assert args["output_dir"] == str(handoffs["output_dir"])
+    assert (handoffs["output_dir"] / "cloud2" / "Controller").is_dir()
+    rows = json.loads(handoffs["defaults"].stdout)
+    assert [r["Stage"] for r in rows] == ["external", "controlplane", "compute",
+                                          "converge"]
+    plan = Workdir.at(handoffs["home"] / "overcloud-deploy" / "cloud2").load_plan()
+    assert plan.stack == "cloud2"
+
+
+def test_a_failed_stack_update_is_one_line_and_no_plan(handoffs):
+    done = handoffs["failing"]
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "python-tripleoclient's prepare failed: ERROR: stack update failed: "
+        "Heat is down")
+    assert not (handoffs["home"] / "failing" / "composable-upgrade").exists()

@@ -9,6 +9,7 @@ what it learns from real records, the CLI and the comparison with a run.
 from __future__ import annotations
 
 import json
+import re
 import os
 import sys
 from pathlib import Path
@@ -300,3 +301,17 @@ def test_notebook_runs_headless(tmp_path):
     images = sum("image/png" in o.get("data", {}) for c in nb.cells
                  if c.cell_type == "code" for o in c.outputs)
     assert images == 3
+
+
+def test_run_dry_run_shows_the_estimate(rehearsed, tmp_path):
+    wd, _ = rehearsed
+    done = cli(["overcloud", "upgrade", "run", "--working-dir", wd, "--stage", "compute",
+                "--dry-run", "--batch-size", "2"])
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"estimate: p50 \d+ s, p90 \d+ s \(from 30 recorded durations\)",
+                     done.stderr), done.stderr
+    fresh, _ = _plan(tmp_path, 5)
+    none = cli(["overcloud", "upgrade", "run", "--working-dir", fresh, "--stage",
+                "controlplane", "--dry-run"])
+    assert none.returncode == 0, none.stderr
+    assert "estimate: no recorded duration (no recorded runs) for " in none.stderr

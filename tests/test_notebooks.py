@@ -35,9 +35,36 @@ ALLOWED_IMPORTS = {"os", "tempfile", "numpy", "pandas", "matplotlib.pyplot",
                    "composable_upgrades"}
 
 
+#: Defined in the check cell: what a drawn timeline shows.
+_TIMELINE = """
+def _timeline(run):
+    import matplotlib.pyplot as _plt
+    ax = run.timeline()
+    fig = ax.figure
+    fig.canvas.draw()
+    axes_box = ax.get_window_extent()
+    legend = ax.get_legend()
+    result = {
+        "xaxis": type(ax.xaxis.get_major_formatter()).__name__,
+        "xlim_year": int(__import__("matplotlib.dates").dates.num2date(
+            ax.get_xlim()[0]).year),
+        "bar_colours": len({tuple(c[:3]) for coll in ax.collections
+                            for c in coll.get_facecolors()}),
+        "legend": [t.get_text() for t in legend.get_texts()],
+        "legend_outside": bool(legend.get_window_extent().x0 >= axes_box.x1),
+        "legend_in_figure": bool(legend.get_window_extent().x1 <= fig.bbox.x1),
+        "texts": [t.get_text() for t in ax.texts],
+        "red_outlines": int(sum(1 for coll in ax.collections
+                                for e in coll.get_edgecolors() if e[3] > 0)),
+    }
+    _plt.close(fig)
+    return result
+"""
+
+
 def _check_cell(body: str) -> str:
     """A cell that prints ``MARKER`` + the JSON of the expression ``body``."""
-    return ("import json as _json\n"
+    return ("import json as _json\n" + _TIMELINE +
             f"print({MARKER!r} + _json.dumps({body}, default=str))\n")
 
 
@@ -78,6 +105,18 @@ CHECKS = {
     "history_failures": history.run(compute.run_id).failures()["host"].tolist(),
     "status": {s.stage: s.state for s in cu.status(working_dir)},
     "base": base,
+    "start_dtype": str(controlplane.tasks()["start"].dtype),
+    "durations": controlplane.tasks()["duration"].tolist(),
+    "resumed_steps": resumed.summary()["step"].tolist(),
+    "resumed_columns": resumed.host_steps()[0],
+    "batch_table": compute.batch_table().to_dict("records"),
+    "tuple_cells": int(sum(isinstance(v, tuple) for frame in (
+        stages, compute.batch_table(), resumed.tasks(), converged.summary())
+        for v in frame.to_numpy().ravel())),
+    "timelines": {name: _timeline(run) for name, run in [
+        ("compute", compute), ("resumed", resumed), ("converged", converged)]},
+    "kernel_changed": sorted(h for h in plan.hosts if open(os.path.join(
+        fleet.host_root(h), "boot_count")).read().strip() != "1"),
 }"""),
     "real-plan-rehearsal": _check_cell("""{
     "variant": plan.variant,
@@ -267,23 +306,62 @@ def test_upgrade_rehearsal(executed):
 
     # The injected fault: one failed task, on its host, at its step.
     assert summary["failed_hosts"] == ["overcloud-novacompute-3"]
-    assert summary["failures"] == [{"stage": "compute", "batch": 2, "step": 3,
+    assert summary["failures"] == [{"stage": "compute", "batch": 3, "step": 3,
                                     "host": "overcloud-novacompute-3",
                                     "status": "failed"}]
     assert summary["history_failures"] == ["overcloud-novacompute-3"]
-    assert summary["compute_batches"][:2] == [
-        ["overcloud-novacompute-0", "overcloud-novacompute-1"],
-        ["overcloud-novacompute-2", "overcloud-novacompute-3"]]
+    # Batches of two spread the roles: the Ceph host fills the second batch.
+    batches = [["overcloud-novacompute-0", "overcloud-novacompute-1"],
+               ["overcloud-novacompute-2", "overcloud-cephstorage-0"],
+               ["overcloud-novacompute-3", "overcloud-novacompute-4"],
+               ["overcloud-novacompute-5"]]
+    assert summary["compute_batches"] == batches
+    assert summary["batch_table"] == [
+        {"batch": n, "count": len(b), "hosts": ", ".join(b)}
+        for n, b in enumerate(batches, start=1)]
 
-    # Resume: the finished batch is skipped, novacompute-2 goes on at step 4,
-    # the failed host starts again at step 3, the rest run every step.
+    # Resume: the finished batches are skipped, novacompute-4 goes on at step
+    # 4, the failed host starts again at step 3, the last batch runs every step.
     units = {(host, step) for host, step in summary["resumed_units"]}
     hosts = {host for host, _ in units}
-    assert not hosts & {"overcloud-novacompute-0", "overcloud-novacompute-1"}
+    assert hosts == {"overcloud-novacompute-3", "overcloud-novacompute-4",
+                     "overcloud-novacompute-5"}
     assert {s for h, s in units if h == "overcloud-novacompute-3"} == {3, 4}
-    assert {s for h, s in units if h == "overcloud-novacompute-2"} == {4}
-    assert {s for h, s in units if h == "overcloud-novacompute-4"} == {0, 1, 2, 3, 4}
-    assert "overcloud-cephstorage-0" in hosts
+    assert {s for h, s in units if h == "overcloud-novacompute-4"} == {4}
+    assert {s for h, s in units if h == "overcloud-novacompute-5"} == {0, 1, 2, 3, 4}
+    # ... and its tables list the steps in step order all the same.
+    assert summary["resumed_steps"] == [0, 1, 2, 3, 4]
+    assert summary["resumed_columns"] == ["Host"] + [f"Step {n}" for n in range(5)]
+
+    # Tables: start times as date-times, durations to 0.1 s, no tuples.
+    assert summary["start_dtype"].startswith("datetime64")
+    assert summary["durations"] and all(
+        round(d, 1) == d for d in summary["durations"])
+    assert summary["tuple_cells"] == 0
+
+    # Timelines: wall-clock axis, a colour per role, one legend outside the
+    # bars, the failed host-step outlined and named, batches and steps marked.
+    timelines = summary["timelines"]
+    for name, drawn in timelines.items():
+        assert drawn["xaxis"] == "DateFormatter" and drawn["xlim_year"] >= 2024, name
+        assert drawn["legend_outside"] is True and drawn["legend_in_figure"] is True
+    compute = timelines["compute"]
+    assert compute["bar_colours"] == 2
+    assert compute["legend"][:2] == ["Compute", "CephStorage"]
+    assert "outcome: failed" in compute["legend"]
+    assert compute["red_outlines"] == 1
+    assert "Rehearsal fault check (compute_step3)" in compute["texts"]
+    assert [t for t in compute["texts"] if t.startswith("batch")] == [
+        "batch 1", "batch 2", "batch 3"]
+    assert timelines["resumed"]["red_outlines"] == 0
+    converged = timelines["converged"]
+    assert converged["bar_colours"] == 3
+    assert "step reboot" in converged["texts"]
+    # The reboot step: the hosts whose kernel changed rebooted (their boot
+    # count went up), the controllers were skipped.
+    assert len(summary["kernel_changed"]) == 7
+    assert converged["texts"].count("rebooted") == len(summary["kernel_changed"])
+    assert converged["texts"].count("skipped") == 3
 
     runs = [(r["kind"], r["stage"], r["status"]) for r in summary["runs"]]
     assert runs == [
@@ -307,16 +385,20 @@ def test_real_plan_rehearsal(executed):
     assert summary["base"].startswith(str(tmp))
     assert summary["fleet"].startswith(str(tmp))
     assert summary["variant"] == "noop"
-    assert summary["stages"] == ["external", "controlplane", "compute", "converge"]
+    # The external stage runs by tags, after compute: THT 18's external tasks
+    # that are not tagged never are the online data migrations.
+    assert summary["stages"] == ["controlplane", "compute", "external", "converge"]
     assert set(summary["statuses"].values()) == {"successful"}
     assert set(summary["record_statuses"]) <= {"ok", "skipped"}
 
     # Every host of the plan, and the undercloud, recorded tasks.
     assert len(summary["plan_hosts"]) == 26
-    assert summary["record_hosts"] == sorted(summary["plan_hosts"] + ["undercloud"])
+    assert set(summary["plan_hosts"]) <= set(summary["record_hosts"]) <= set(
+        summary["plan_hosts"] + ["undercloud"])
 
     # Exactly the plan's tasks that are not tagged never, on each host of
-    # each play, at each step.
+    # each play, at each step (the external stage, run by tags: see
+    # test_real_plan_rehearsal_runs_the_online_migrations_by_tag).
     outputs = cu.StackOutputs.from_file(FIXTURE / "stack-outputs.json")
     real = cu.plan_upgrade(outputs).to_dict()
     expected: dict[tuple[str, str, str], int] = {}
@@ -330,12 +412,14 @@ def test_real_plan_rehearsal(executed):
                 for host in play["hosts"]:
                     key = (stage["name"], str(step["step"]), host)
                     expected[key] = expected.get(key, 0) + len(kept)
-    expected = {k: n for k, n in expected.items() if n}
-    got = {(stage, str(step), host): n for stage, step, host, n in summary["units"]}
+    expected = {k: n for k, n in expected.items() if n and k[0] != "external"}
+    got = {(stage, str(step), host): n for stage, step, host, n in summary["units"]
+           if stage != "external"}
     assert got == expected
     assert never_names - other_names
     assert not (never_names - other_names) & set(summary["task_names"])
-    assert summary["tasks"] == sum(expected.values())
+    assert summary["tasks"] == sum(expected.values()) + sum(
+        n for stage, _, _, n in summary["units"] if stage == "external")
     assert summary["per_role_step_total"] == summary["tasks"]
     assert summary["per_host_total"] == summary["tasks"]
 
@@ -348,7 +432,7 @@ def test_real_plan_rehearsal(executed):
         group = groups.pop()
         hosts.update(group.get("hosts") or {})
         groups.extend((group.get("children") or {}).values())
-    assert sorted(hosts) == summary["record_hosts"]
+    assert sorted(hosts) == sorted(summary["plan_hosts"] + ["undercloud"])
     for name, variables in hosts.items():
         assert variables["ansible_connection"] == "local", name
         assert variables["ansible_become"] is False, name
@@ -357,3 +441,42 @@ def test_real_plan_rehearsal(executed):
     assert not [m for m in summary["messages"]
                 for a in summary["addresses"] if a in m]
     assert _images(nb) == 4
+
+
+def test_real_plan_rehearsal_runs_the_online_migrations_by_tag(executed):
+    """THT 18's external upgrade tasks not tagged never are two blocks of
+    online data migrations (tagged online_upgrade inside the block), at step
+    1 on the undercloud: the external stage, run by that tag, records both."""
+    _, summary, _ = executed("real-plan-rehearsal")
+    external = {(step, host): n for stage, step, host, n in summary["units"]
+                if stage == "external"}
+    assert external == {(1, "undercloud"): 2}
+
+
+# -- the tools the README opens them with ---------------------------------------
+
+@pytest.mark.parametrize("tool", ["nbconvert", "lab"])
+def test_make_install_provides_jupyter(tool):
+    """``make install`` (requirements-test.txt) provides ``jupyter nbconvert``
+    and ``jupyter lab``, next to this Python."""
+    import subprocess
+    import sys
+
+    jupyter = Path(sys.executable).with_name("jupyter")
+    done = subprocess.run([str(jupyter), tool, "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()[0].isdigit(), done.stdout
+
+
+def test_nbconvert_exports_a_committed_notebook(tmp_path):
+    import subprocess
+    import sys
+
+    jupyter = Path(sys.executable).with_name("jupyter")
+    done = subprocess.run([str(jupyter), "nbconvert", "--to", "markdown",
+                           "--output-dir", str(tmp_path),
+                           str(NOTEBOOKS / "plan-review.ipynb")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "# Plan review" in (tmp_path / "plan-review.md").read_text()

@@ -85,3 +85,15 @@ def test_noop_variant_keeps_waves_and_counts_never_tasks(tmp_path: Path) -> None
     assert all(len(p.tasks) == 1 for p in after.plays)
     assert noop.warnings[-1].endswith("3 tasks tagged 'never' left out, as a run "
                                       "leaves them out")
+
+
+def test_noop_of_a_block_carries_its_inner_tasks_tags() -> None:
+    from composable_upgrades.model.deployment import make_tasks as tasks_of
+    block = {"name": "online data migrations", "when": "step|int == 1",
+             "block": [{"name": "nova", "command": "x", "tags": ["online_upgrade"]},
+                       {"name": "cinder", "command": "y",
+                        "tags": ["online_upgrade", "never", "special"]}]}
+    task = tasks_of([block], kind="external_upgrade_tasks", role=None, services=[],
+                    source="test", key="ExternalUpgradeTasks")[0]
+    body = noop_tasks.noop_task(task, 1).body
+    assert [str(t) for t in body["tags"]] == ["online_upgrade", "special"]

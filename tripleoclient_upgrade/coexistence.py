@@ -112,6 +112,22 @@ def _listing_without_ignored(original):
     return get_command_names
 
 
+def replaced_command(name: str) -> type | None:
+    """The class python-tripleoclient registers for ``name`` (e.g.
+    ``overcloud upgrade prepare``) in a module this plugin replaces, or None
+    when it is not installed.
+
+    The command manager never registers it (its module is ignored), so a
+    command that hands work to it loads it from its entry point. Imports
+    python-tripleoclient: call it only when a command runs.
+    """
+    entry = name.replace(" ", "_")
+    for ep in _all_entry_points().select(name=entry):
+        if ep.group.startswith("openstack.") and ep.module in REPLACED_MODULES:
+            return ep.load()
+    return None
+
+
 def _entry_points(group: str) -> list[tuple[str, str]]:
     """(name, module) of the entry points of ``group``."""
     return [(ep.name, ep.module) for ep in _all_entry_points().select(group=group)]

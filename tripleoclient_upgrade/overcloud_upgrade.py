@@ -11,6 +11,7 @@ from tripleoclient_upgrade import options
 from tripleoclient_upgrade.command import Table, UpgradeLister
 
 if TYPE_CHECKING:  # the SDK is imported only when a command runs
+    from composable_upgrades.run.options import RunOptions
     from composable_upgrades.run.preview import RunPreview
 
 
@@ -34,6 +35,11 @@ class Prepare(UpgradeLister):
         source.add_argument(
             "--config-download-dir", metavar="DIR",
             help="A config-download directory written by tripleo-common.")
+        source.add_argument(
+            "--demo", action="store_true", default=False,
+            help="The embedded demo overcloud (its outputs and service "
+                 "dependencies), to try the tool out; with --fleet, the fleet "
+                 "is seeded with the demo's old release, ready to rehearse.")
         source.add_argument(
             "--heat-url", metavar="URL",
             help="Read the outputs from an ephemeral Heat without keystone, "
@@ -62,6 +68,7 @@ class Prepare(UpgradeLister):
                  "else the built-in TripleO tasks.")
         options.add_fleet(parser, "Prepare for a rehearsal on a local fleet: "
                           "every host becomes a local sandbox under DIR.")
+        options.add_execution_nodes(parser, "kept in the plan for its runs")
         options.add_fleet_transport(parser)
         parser.add_argument(
             "--overcloud-ssh-user", default="tripleo-admin", metavar="USER",
@@ -78,29 +85,47 @@ class Prepare(UpgradeLister):
                  "a stack whose status is FAILED or IN_PROGRESS.")
         options.add_yes(parser, "preparing (prepare changes nothing on the "
                         "overcloud; accepted for python-tripleoclient habits)")
+        from tripleoclient_upgrade import handoff
+
+        handoff.add_prepare_options(parser)
         return parser
 
     def action(self, parsed_args: argparse.Namespace) -> Table:
         import composable_upgrades as cu
 
+        outputs = self._outputs(parsed_args)
+        outputs.check_finished(force=parsed_args.force)
         stack = parsed_args.stack
-        if parsed_args.outputs_file:
-            shown = _stack_show(parsed_args.outputs_file, force=parsed_args.force)
-            if shown and stack == options.default_stack():
-                stack = shown
+        # A `stack show` file names its stack: used unless --stack says.
+        if parsed_args.outputs_file and outputs.stack and stack == options.default_stack():
+            stack = outputs.stack
+        dependencies = parsed_args.dependencies_file
+        if parsed_args.demo and not dependencies:
+            dependencies = cu.demo_dependencies_path()
         result = cu.prepare(
-            self._outputs(parsed_args), options.working_dir(parsed_args, stack),
+            outputs, options.working_dir(parsed_args, stack),
             stack=stack, stages_file=parsed_args.stages_file,
-            dependencies_file=parsed_args.dependencies_file,
+            dependencies_file=dependencies,
             converge_file=parsed_args.converge_file,
             fleet=options.fleet(parsed_args), noop=parsed_args.noop,
-            force=parsed_args.force, ssh_user=parsed_args.overcloud_ssh_user)
+            force=parsed_args.force, ssh_user=parsed_args.overcloud_ssh_user,
+            execution_nodes=_execution_nodes(parsed_args.execution_nodes))
         for note in result.notes:
             self.note(f"note: {note}")
+        fleet = options.fleet(parsed_args)
+        if parsed_args.demo and fleet is not None:
+            fleet.create(list(result.prepared.hosts))
+            cu.seed_fleet(fleet, result.prepared, reset=True)
+            self.note(f"seeded the demo fleet at {fleet.root}: "
+                      f"{len(result.prepared.hosts)} hosts and the undercloud")
         for warning in result.plan.warnings:
             self.note(f"warning: {warning}")
         state = "written to" if result.changed else "unchanged in"
         self.note(f"Upgrade plan for stack {stack} {state} {result.plan_dir}")
+        from composable_upgrades.model.releases import find_releases
+
+        for line in find_releases(outputs).lines():
+            self.note(f"upgrade: {line}")
         from composable_upgrades.views.status import next_command
 
         args = next_command(options.working_dir(parsed_args, stack))
@@ -110,9 +135,19 @@ class Prepare(UpgradeLister):
 
     def _outputs(self, parsed_args: argparse.Namespace):
         import composable_upgrades as cu
+        from tripleoclient_upgrade import handoff
 
+        if handoff.forwarded(parsed_args):  # --templates -e ...: update the stack first
+            stack = parsed_args.stack
+            written = handoff.update_stack(self, parsed_args, stack,
+                                           options.working_dir(parsed_args, stack))
+            self.note(f"note: python-tripleoclient updated stack {stack}; "
+                      f"planning from its config at {written}")
+            return cu.StackOutputs.from_config_download(written)
         if parsed_args.outputs_file:
             return cu.StackOutputs.from_file(parsed_args.outputs_file)
+        if parsed_args.demo:
+            return cu.demo_outputs()
         if parsed_args.config_download_dir:
             return cu.StackOutputs.from_config_download(
                 parsed_args.config_download_dir)
@@ -158,36 +193,12 @@ class Prepare(UpgradeLister):
         return manager.session
 
 
-def _stack_show(path: str, *, force: bool) -> str | None:
-    """Check an outputs file before it is read: a table is not data, and a
-    ``stack show`` of a stack whose last action failed or is still going is
-    refused (as it is from Heat) unless ``force``. Returns the stack's name
-    that a ``stack show`` file gives, if any."""
-    import yaml
-
-    from composable_upgrades import OutputsError
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError:
-        return None  # the SDK says what is wrong with the file
-    if text.lstrip().startswith("+-"):
-        raise OutputsError("a table; expected JSON or YAML; use `-f json`",
-                           source=path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+def _execution_nodes(path: str | None) -> dict | None:
+    """A node file's data, checked (:class:`InputFileError` naming it)."""
+    if path is None:
         return None
-    if not isinstance(data, dict):
-        return None
-    status = str(data.get("stack_status") or "")
-    if not force and ("FAILED" in status or "IN_PROGRESS" in status):
-        raise OutputsError(f"stack {data.get('stack_name') or ''} is {status}; "
-                           "pass --force to use its outputs anyway".replace(
-                               "stack  is", "the stack is"), source=path)
-    name = data.get("stack_name")
-    return name if isinstance(name, str) and name else None
+    from composable_upgrades.run.nodes import ExecutionNodes
+    return ExecutionNodes.load(path).to_dict()
 
 
 class Plan(UpgradeLister):
@@ -207,9 +218,21 @@ class Plan(UpgradeLister):
     def action(self, parsed_args: argparse.Namespace) -> Table:
         import composable_upgrades as cu
 
+        from composable_upgrades.run.nodes import run_nodes
+
         plan = cu.Workdir.at(options.working_dir(parsed_args)).load_plan()
-        return plan.rows(parsed_args.by, stage=parsed_args.stage,
-                         role=parsed_args.role)
+        rows = plan.rows(parsed_args.by, stage=parsed_args.stage, role=parsed_args.role)
+        nodes = run_nodes(plan)
+        if nodes is not None:  # who drives which hosts, stage by stage
+            for stage in plan.stages:
+                if parsed_args.stage in (None, stage.name) and stage.hosts:
+                    for line in nodes.describe(plan, stage.hosts):
+                        self.note(f"stage {stage.name}: execution node {line}")
+        from composable_upgrades.model.releases import plan_folder_releases
+
+        for line in plan_folder_releases(plan.path).lines():
+            self.note(f"upgrade: {line}")
+        return rows
 
 
 def _confirm(command, parsed_args: argparse.Namespace, question: str) -> None:
@@ -330,8 +353,11 @@ class _RunCommand(UpgradeLister):
 
         for name, value in sorted(preview.environment.items()):
             self.note(f"setting: {name}={value}")
+        for line in preview.execution_nodes:
+            self.note(f"execution node {line}")
         for command in preview.commands:
-            self.note(f"batch {command.batch}, step {command.step}: "
+            on = f" on {command.node}" if command.node else ""
+            self.note(f"batch {command.batch}, step {command.step}{on}: "
                       f"{shlex.join(command.argv)}")
         self.note(f"dry run: {_count(len(preview.batches), 'batch')} of "
                   f"{_count(len(preview.hosts), 'host')} would run; nothing was run")
@@ -351,20 +377,27 @@ class Run(_RunCommand):
         options.add_stack(parser)
         options.add_working_dir(parser)
         parser.add_argument(
-            "--stage", required=True,
+            "--stage",
             help="Stage to run: controlplane, compute (or a stage of your "
                  "stages file), or external (the undercloud's external "
                  "upgrade tasks; filter them with --tags, e.g. "
-                 "container_image_prepare or online_upgrade).")
+                 "container_image_prepare or online_upgrade). Needed, but "
+                 "for python-tripleoclient's '--limit HOSTS --playbook all': "
+                 "the stage of those hosts.")
         options.add_run_options(parser)
+        options.add_execution_nodes(parser, "default: those kept in the plan")
         parser.add_argument(
-            "--batch-size", metavar="N|N%",
+            "--batch-size", metavar="N|N%|LIST",
             help="Upgrade the hosts of a non-controlplane stage in batches of "
-                 "N hosts or N%% of them; each batch runs every step.")
+                 "N hosts or N%% of them, or as a comma-separated schedule "
+                 "such as 1,5,20%% (one host, then 5, then 20%% of the "
+                 "stage's hosts at a time: the last value repeats); each "
+                 "batch runs every step.")
         parser.add_argument(
             "--max-fail-percentage", type=float, metavar="P",
             help="Keep going while at most P%% of a batch's hosts failed "
                  "(default 0: any failure stops the stage).")
+        options.add_rollout_options(parser)
         options.add_dry_run(parser)
         parser.add_argument(
             "--syntax-check", action="store_true", default=False,
@@ -379,27 +412,57 @@ class Run(_RunCommand):
 
     def action(self, parsed_args: argparse.Namespace) -> Table:
         from composable_upgrades.run.execute import run_stage
+        from tripleoclient_upgrade import handoff
 
+        stage = parsed_args.stage
+        if stage is None:  # python-tripleoclient's --limit ... --playbook all
+            stage = handoff.stage_of_limit(options.working_dir(parsed_args),
+                                           parsed_args.limit, parsed_args.playbook)
+            self.note(f"note: --limit {parsed_args.limit} is in stage {stage}: "
+                      f"running --stage {stage}")
         if parsed_args.syntax_check:
-            return self.syntax_check(parsed_args)
-        run_options = _checked(self, parsed_args, parsed_args.stage, options.run_options(
+            return self.syntax_check(parsed_args, stage)
+        run_options = _checked(self, parsed_args, stage, options.run_options(
             parsed_args, force=parsed_args.force, batch_size=parsed_args.batch_size,
-            max_fail_percentage=parsed_args.max_fail_percentage),
-            f"Upgrade stage {parsed_args.stage} of stack {parsed_args.stack}")
-        return self.execute(parsed_args, lambda show: run_stage(
-            options.working_dir(parsed_args), parsed_args.stage, run_options,
-            dry_run=parsed_args.dry_run, progress=show,
+            max_fail_percentage=parsed_args.max_fail_percentage,
+            **options.rollout_options(parsed_args)),
+            f"Upgrade stage {stage} of stack {parsed_args.stack}")
+        confirm = options.confirm_each(parsed_args)
+        table = self.execute(parsed_args, lambda show: run_stage(
+            options.working_dir(parsed_args), stage, run_options,
+            dry_run=parsed_args.dry_run, progress=show, confirm=confirm,
             **options.run_place(parsed_args)))
+        if parsed_args.dry_run:
+            self.estimate(parsed_args, stage, run_options)
+        return table
+
+    def estimate(self, parsed_args: argparse.Namespace, stage: str,
+                 run_options: RunOptions) -> None:
+        """The dry run's forecast of the stage, from the recorded runs."""
+        from composable_upgrades import UpgradeError, forecast
+
+        try:
+            found = forecast(options.working_dir(parsed_args), stage=stage,
+                             batch_size=run_options.batch_size, forks=run_options.forks)
+        except UpgradeError as exc:
+            self.note(f"estimate: none ({exc})")
+            return
+        figures = found.stages[0] if found.stages else None
+        if figures is not None and figures.p50 is not None:
+            self.note(f"estimate: p50 {figures.p50:.0f} s, p90 {figures.p90:.0f} s "
+                      f"(from {figures.observations} recorded durations)")
+        if found.note:
+            self.note(f"estimate: {found.note}")
 
 
-    def syntax_check(self, parsed_args: argparse.Namespace) -> Table:
+    def syntax_check(self, parsed_args: argparse.Namespace, stage: str) -> Table:
         """``run --syntax-check``: one row per playbook checked."""
         from composable_upgrades.run.options import RunOptions
         from composable_upgrades.run.syntax import syntax_check
 
-        checked = syntax_check(options.working_dir(parsed_args), parsed_args.stage,
+        checked = syntax_check(options.working_dir(parsed_args), stage,
                                options=RunOptions(forks=parsed_args.ansible_forks))
-        self.note(f"syntax check passed: stage {parsed_args.stage}, "
+        self.note(f"syntax check passed: stage {stage}, "
                   f"{len(checked.playbooks)} playbook"
                   f"{'s' if len(checked.playbooks) != 1 else ''}")
         return ["Playbook", "Result"], [(p, "ok") for p in checked.playbooks]
@@ -417,6 +480,7 @@ class Converge(_RunCommand):
         options.add_stack(parser)
         options.add_working_dir(parser)
         options.add_run_options(parser)
+        options.add_execution_nodes(parser, "default: those kept in the plan")
         parser.add_argument("--force", action="store_true", default=False,
                             help="Converge even though an upgrade stage is "
                                  "unfinished (says which).")
@@ -455,12 +519,29 @@ class Status(UpgradeLister):
             return (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
                     if moment else "")
 
+        from composable_upgrades.state.workdir import Workdir
+
+        from composable_upgrades.state.lock import stale_lock_note, take_over_stale
+
+        structured = getattr(parsed_args, "formatter", "table") in ("json", "yaml")
+        workdir = Workdir.at(options.working_dir(parsed_args))
+        plan = workdir.load_plan()
+        if os.path.isdir(workdir.state_dir):
+            stale = take_over_stale(workdir.state_dir)
+            if stale is not None:
+                self.note(f"note: {stale_lock_note(stale)}")
+        if plan.is_rehearsal:
+            self.note(("a no-op rehearsal" if plan.variant == "noop" else "a rehearsal")
+                      + f" on the fleet at {plan.fleet_root}")
         rows = []
         for s in status(options.working_dir(parsed_args)):
             last = (f"{s.last_run} ({s.last_status}, {when(s.last_started)})"
                     if s.last_run else "")
-            pending = ", ".join(s.pending[:5]) + (
+            pending: Any = ", ".join(s.pending[:5]) + (
                 f" and {len(s.pending) - 5} more" if len(s.pending) > 5 else "")
+            reruns: Any = ", ".join(s.rerun_after_converge)
+            if structured:  # machine-readable output: every host, as a list
+                pending, reruns = list(s.pending), list(s.rerun_after_converge)
             now = ""
             if s.running:
                 r = s.running
@@ -470,7 +551,7 @@ class Status(UpgradeLister):
             rows.append((s.stage, s.state, len(s.hosts), len(s.done),
                          len(s.failed), len(s.pending), pending, last,
                          round(s.last_duration, 1) if s.last_duration else "",
-                         now, ", ".join(s.rerun_after_converge)))
+                         now, reruns))
         return (["Stage", "State", "Hosts", "Done", "Failed", "Pending",
                  "Pending hosts", "Last run", "Duration (s)", "Running",
                  "Re-run after converge"], rows)

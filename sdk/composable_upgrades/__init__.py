@@ -20,6 +20,7 @@ from composable_upgrades.errors import (
     UnfinishedWorkError, UnknownHostError, UnknownRoleError, UnsafeNameError,
     UpgradeError, WorkdirError)
 from composable_upgrades.model.fleet import Fleet
+from composable_upgrades.model.releases import Releases, find_releases
 from composable_upgrades.views.history import History
 from composable_upgrades.views.forecast import Forecast, forecast, what_if
 from composable_upgrades.rehearsal.invariants import Check, InvariantReport, check_invariants
@@ -40,7 +41,7 @@ __all__ = [
     "default_working_dir", "Fleet", "run_stage", "check_run", "converge", "status",
     "RunOptions", "RunPreview", "ExecutionNode", "ExecutionNodes", "ProgressEvent", "StopRequest", "demo_outputs", "demo_dependencies_path",
     "seed_fleet", "check_invariants", "InvariantReport", "Check",
-    "History", "HistoryStore", "plan_diff", "forecast", "what_if", "Forecast",
+    "History", "HistoryStore", "plan_diff", "Releases", "find_releases", "forecast", "what_if", "Forecast",
     "StageStatus", "RunResult", "StepOutcome", "TaskRecord",
     "UpgradeError", "OutputsError", "InputFileError", "UnknownRoleError",
     "UnknownHostError", "UnsafeNameError", "DependencyCycleError",

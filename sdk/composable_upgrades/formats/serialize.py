@@ -15,11 +15,18 @@ from composable_upgrades.errors import InputFileError
 
 try:  # libyaml is ten times faster on the ~1 MB outputs of a real stack
     _Base: type = yaml.CSafeDumper
-    #: The SDK's one YAML loader: safe, in C when PyYAML has libyaml.
-    YAML_LOADER: type = yaml.CSafeLoader
+    _BaseLoader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Base = yaml.SafeDumper
-    YAML_LOADER = yaml.SafeLoader
+    _BaseLoader = yaml.SafeLoader
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe; reads back the ``!unsafe`` strings the plan's files hold."""
+
+
+#: The SDK's one YAML loader: safe, in C when PyYAML has libyaml.
+YAML_LOADER: type = _Loader
 
 
 class _Dumper(_Base):  # type: ignore[misc, valid-type]
@@ -44,6 +51,8 @@ def _represent_unsafe(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     return dumper.represent_scalar("!unsafe", str.__str__(value), style=style)
 
 
+_Loader.add_constructor(
+    "!unsafe", lambda loader, node: Unsafe(loader.construct_scalar(node)))
 _Dumper.add_representer(str, _represent_str)
 _Dumper.add_representer(Unsafe, _represent_unsafe)
 # str subclasses too (the string enums of model.kinds): written as their text.

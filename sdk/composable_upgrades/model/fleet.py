@@ -22,6 +22,9 @@ from composable_upgrades.model.steps import step_name
 FAULTS = "faults"
 #: Name of the task, first in every play of a fleet plan, that fails on a fault.
 FAULT_CHECK = "Rehearsal fault check"
+#: Its tag: a run on hosts without injected faults skips it (``--skip-tags``),
+#: so it costs no Ansible worker per host and step.
+FAULT_TAG = "rehearsal_fault_check"
 
 
 def fault_marker(stage: str, step: int | str) -> str:
@@ -114,6 +117,16 @@ class Fleet:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write("injected fault\n")
         return path
+
+    def has_faults(self, hosts: Iterable[str]) -> bool:
+        """Whether any of ``hosts`` has an injected fault."""
+        for host in hosts:
+            try:
+                if os.listdir(os.path.join(self.host_root(host), FAULTS)):
+                    return True
+            except OSError:
+                continue
+        return False
 
     def clear_faults(self, host: str | None = None) -> int:
         """Remove injected faults (of one host, or all); returns how many."""

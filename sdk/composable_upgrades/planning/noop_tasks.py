@@ -41,6 +41,30 @@ def noop_task(task: Task, step: int | str) -> Task:
     }
     if conditions:
         body["vars"] = {"rehearsal_conditions": [Unsafe(str(c)) for c in conditions]}
-    if task.tags:
-        body["tags"] = [Unsafe(t) for t in task.tags]
+    tags = _tags(task)
+    if tags:
+        body["tags"] = [Unsafe(t) for t in tags]
     return replace(task, body=body)
+
+
+def _tags(task: Task) -> list[str]:
+    """The task's tags, and for a block those of the tasks inside it (but
+    ``never``, which only the block's own tags may carry): ``--tags X``
+    selects a block whose inner task is tagged X, so it must select its
+    no-op too."""
+    found = list(task.tags)
+
+    def walk(tasks: Any) -> None:
+        for inner in tasks if isinstance(tasks, list) else ():
+            if not isinstance(inner, dict):
+                continue
+            tags = inner.get("tags")
+            for tag in [tags] if isinstance(tags, str) else (tags or []):
+                if isinstance(tag, str) and tag != "never" and tag not in found:
+                    found.append(tag)
+            for key in ("block", "rescue", "always"):
+                walk(inner.get(key))
+
+    for key in ("block", "rescue", "always"):
+        walk(task.body.get(key))
+    return found

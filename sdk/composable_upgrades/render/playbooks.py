@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from composable_upgrades.errors import PlanError
-from composable_upgrades.model.fleet import FAULT_CHECK, FAULTS, fault_marker
+from composable_upgrades.model.fleet import FAULT_CHECK, FAULT_TAG, FAULTS, fault_marker
 from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.planning.plan import RolePlay, Stage, UpgradePlan
 from composable_upgrades.formats.serialize import to_yaml
@@ -126,7 +126,7 @@ def _play(plan: UpgradePlan, stage: Stage, play: RolePlay, step: int | str,
             "ansible.builtin.fail": {
                 "msg": f"fault injected at {marker} on {{{{ inventory_hostname }}}}"},
             "when": f"(rehearsal_root ~ '/{FAULTS}/{marker}') is exists",
-            "tags": ["always"],
+            "tags": ["always", FAULT_TAG],
         }]
     body["tasks"] = [{"import_tasks": path}]
     return body

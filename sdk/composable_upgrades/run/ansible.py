@@ -30,6 +30,7 @@ from typing import Any
 
 from composable_upgrades.errors import RunError, WorkdirError
 from composable_upgrades.model.deployment import UNDERCLOUD_GROUP
+from composable_upgrades.model.fleet import FAULT_TAG, Fleet
 from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.planning.plan import UNDERCLOUD_HOST
 from composable_upgrades.planning.prepared import PreparedPlan, PreparedStage
@@ -86,9 +87,19 @@ class AnsibleExecutor:
 
     def command(self, job: StepJob) -> list[str]:
         """The ansible-playbook command line of ``job``."""
-        return ansible_command(job.options, binary=self.binary,
+        return ansible_command(self.options(job.options, job.hosts), binary=self.binary,
                                inventory=self.inventory, hosts=job.hosts,
                                playbook=self.plan.file(job.playbook))
+
+    def options(self, options: RunOptions, hosts: Iterable[str]) -> RunOptions:
+        """``options`` for a call on ``hosts``: on a rehearsal fleet where none
+        of them has an injected fault, the fault check is skipped by its tag
+        (it would cost an Ansible worker per host and step for nothing)."""
+        if self.plan.fleet_root is None or Fleet.at(self.plan.fleet_root).has_faults(
+                [*hosts, UNDERCLOUD_HOST]):
+            return options
+        skip = ",".join(t for t in (options.skip_tags, FAULT_TAG) if t)
+        return RunOptions.build(options, skip_tags=skip)
 
     def start(self, run_id: str, stage: str) -> str:
         """Create the run folder: ansible-runner settings, script header."""
@@ -312,9 +323,10 @@ class LaneSession:
             run_id=job.run_id, stage=job.stage, batch=job.batch, step=step,
             callbacks=callbacks, roles=executor.roles, task_index=executor.task_index,
             barrier=BARRIER, on_barrier=lambda task, data: _at_barrier(lane, task, data))
-        argv = ansible_command(RunOptions.build(job.options, forks=plan.forks),
-                               binary=executor.binary, inventory=executor.inventory,
-                               hosts=ordered, playbook=path)
+        argv = ansible_command(
+            RunOptions.build(executor.options(job.options, ordered), forks=plan.forks),
+            binary=executor.binary, inventory=executor.inventory, hosts=ordered,
+            playbook=path)
         try:
             thread, _ = ansible_runner.run_async(
                 **executor.runner_arguments(argv, plan.name),

@@ -106,8 +106,9 @@ class RunResult:
                 if self.run_dir else None)
 
     def host_steps(self) -> tuple[list[str], list[tuple]]:
-        """Hosts x steps outcome table: ``ok``, ``failed`` or blank."""
-        step_ids = list(dict.fromkeys(s.step for s in self.steps))
+        """Hosts x steps outcome table: ``ok``, ``failed`` or blank; steps in
+        step order (a resumed run starts some hosts at a later step)."""
+        step_ids = step_order(s.step for s in self.steps)
         outcome: dict[str, dict[int | str, str]] = {}
         for s in self.steps:
             for host in s.hosts:
@@ -126,87 +127,187 @@ class RunResult:
         for s in self.steps:
             elapsed[s.step] = elapsed.get(s.step, 0.0) + s.duration
         return columns, rows + [("elapsed (s)",) + tuple(
-            round(t, 1) for t in elapsed.values())]
+            round(elapsed[step], 1) for step in step_order(elapsed))]
 
     # -- frames and plots (pandas and matplotlib are imported when used) ----
 
     def to_frame(self) -> pandas.DataFrame:
-        """One row per host, step and task, in the order they ran."""
+        """One row per host, step and task, in the order they ran: the records
+        as they are stored (``start`` in seconds since the epoch, exact
+        durations); :meth:`tasks` is the same for reading."""
         return records_frame(self.records)
+
+    def tasks(self) -> pandas.DataFrame:
+        """One row per host, step and task, in the order they ran, for reading:
+        ``start`` as local date-times and ``duration`` in seconds rounded to
+        0.1 (the columns of :meth:`to_frame` but ``run_id``)."""
+        return _readable(records_frame(self.records)).drop(columns=["run_id"])
 
     def failures(self) -> pandas.DataFrame:
         """The failed and unreachable task records, with their messages."""
         return records_frame([r for r in self.records if r.status in FAILURES])
 
+    def batch_table(self) -> pandas.DataFrame:
+        """One row per batch: its number, how many hosts, and the hosts."""
+        import pandas
+
+        return pandas.DataFrame(
+            [(number, len(hosts), ", ".join(hosts))
+             for number, hosts in enumerate(self.batches, start=1)],
+            columns=["batch", "count", "hosts"])
+
     def summary(self) -> pandas.DataFrame:
-        """One row per step (batches added up): hosts ok, hosts failed, wall time.
+        """One row per step (batches added up), in step order: hosts ok, hosts
+        failed, wall time.
 
         ``wall_time`` is in seconds; hosts of a step stopped by a second
         Ctrl-C count as neither ok nor failed.
         """
         import pandas
 
-        order: dict[int | str, list[float]] = {}
+        totals: dict[int | str, list[float]] = {}
         for s in self.steps:
-            totals = order.setdefault(s.step, [0, 0, 0.0])
+            row = totals.setdefault(s.step, [0, 0, 0.0])
             if not s.interrupted:
-                totals[0] += len(s.hosts) - len(s.failed)
-            totals[1] += len(s.failed)
-            totals[2] += s.duration
+                row[0] += len(s.hosts) - len(s.failed)
+            row[1] += len(s.failed)
+            row[2] += s.duration
         return pandas.DataFrame(
-            [(step, int(ok), int(bad), wall) for step, (ok, bad, wall) in order.items()],
+            [(step, int(totals[step][0]), int(totals[step][1]), totals[step][2])
+             for step in step_order(totals)],
             columns=["step", "hosts_ok", "hosts_failed", "wall_time"])
 
     def timeline(self, ax: Axes | None = None) -> Axes:
-        """A Gantt chart of the run: one bar per host per step per batch.
+        """A Gantt chart of the run on a wall-clock axis: one bar per host per
+        step per batch, coloured by the host's role.
 
-        Bars span the host's first task start to its last task end in the
-        step (the step's span when the host has no timed task), coloured by
-        outcome; x is seconds since the run started. Draws on ``ax`` or on a
+        A bar spans the host's first task start to its last task end in the
+        step (the step's span when the host has no timed task). A strip under
+        each bar shows its outcome (:data:`TIMELINE_COLOURS`); a failed
+        host-step is also outlined in red and labelled with the task that
+        failed. Above the axes, each step is marked where it starts, and each
+        batch (a dashed line) with ``batch N``. In a ``reboot`` step, each
+        host is labelled ``rebooted`` or ``skipped``. The legend (roles, then
+        outcomes) is outside the axes, on the right. Draws on ``ax`` or on a
         new figure; returns the Axes.
         """
+        import matplotlib.dates as mdates
+        from matplotlib.collections import PolyCollection
+        from matplotlib.colors import to_rgba
         from matplotlib.patches import Patch
 
-        if ax is None:
-            import matplotlib.pyplot as plt
-            _, ax = plt.subplots(figsize=(10, 1.5 + 0.3 * min(
-                100, len({h for s in self.steps for h in s.hosts}))))
         bars = _bars(self)
         hosts = list(dict.fromkeys(b.host for b in bars))
+        if ax is None:
+            import matplotlib.pyplot as plt
+            _, ax = plt.subplots(figsize=(12, 1.8 + 0.3 * min(100, len(hosts))),
+                                 layout="constrained")
         row = {h: i for i, h in enumerate(hosts)}
-        origin = self.started or min((b.start for b in bars), default=0.0)
-        ax.barh([row[b.host] for b in bars],
-                [max(b.end - b.start, 0.0) for b in bars],
-                left=[b.start - origin for b in bars], height=0.6,
-                color=[TIMELINE_COLOURS[b.outcome] for b in bars],
-                edgecolor="none")
-        for s in self.steps:
-            ax.axvline(s.started - origin, color="0.85", linewidth=0.8, zorder=0)
-            ax.annotate(f"{s.batch}/{s.step}" if len(self.batches) > 1 else str(s.step),
-                        (s.started - origin, 1.0), xycoords=("data", "axes fraction"),
-                        xytext=(2, 2), textcoords="offset points", fontsize=7,
-                        color="0.4")
+        roles = list(dict.fromkeys(b.role for b in bars))
+        colour = dict(zip(roles, _role_colours(len(roles))))
+        x = _wall_clock
+        # Role-coloured bars in one collection (faint where the host had no
+        # task at the step); the outcome strips are the Axes' patches (one
+        # per bar), under each bar.
+        ax.add_collection(PolyCollection(
+            [_box(x(b.start), x(max(b.end, b.start)), row[b.host] - 0.3,
+                  row[b.host] + 0.2) for b in bars],
+            facecolors=[to_rgba(colour[b.role], 0.3 if b.outcome == "no tasks" else 1.0)
+                        for b in bars],
+            edgecolors=[TIMELINE_COLOURS["failed"] if b.outcome == "failed"
+                        else "none" for b in bars],
+            linewidths=1.5))
+        ax.barh([row[b.host] + 0.3 for b in bars],
+                [x(max(b.end, b.start)) - x(b.start) for b in bars],
+                left=[x(b.start) for b in bars], height=0.16,
+                color=[TIMELINE_COLOURS[b.outcome] for b in bars], edgecolor="none")
+        labelled = False
+        for b in bars:
+            label = (b.task if b.outcome == "failed" else
+                     ("rebooted" if b.rebooted else "skipped")
+                     if b.rebooted is not None else "")
+            if label:
+                labelled = True
+                ax.annotate(_short(label), (x(max(b.end, b.start)), row[b.host]),
+                            xytext=(3, 0), textcoords="offset points",
+                            va="center", fontsize=7, annotation_clip=False,
+                            color=TIMELINE_COLOURS["failed"]
+                            if b.outcome == "failed" else "0.25")
+        ax.autoscale_view()
+        left, right = ax.get_xlim()
+        if labelled:  # room on the right for the labels of the last bars
+            right += (right - left) * 0.15
+            ax.set_xlim(left, right)
+        self._mark_steps(ax, right - left)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
         ax.set_yticks(range(len(hosts)), hosts)
-        ax.invert_yaxis()
-        ax.set_xlabel("seconds since the run started")
-        ax.set_title(f"{self.stage}: run {self.run_id} ({self.status})", pad=14)
+        ax.set_ylim(len(hosts) - 0.4, -0.6)
+        ax.set_xlabel("wall-clock time")
+        ax.set_title(f"{self.stage}: run {self.run_id} ({self.status})",
+                     pad=30 if len(self.batches) > 1 else 16)
+        # One legend, outside the axes: the roles (bar colours), then the
+        # outcomes (strip colours).
         used = list(dict.fromkeys(b.outcome for b in bars))
-        if used:
-            ax.legend(handles=[Patch(color=TIMELINE_COLOURS[o], label=o) for o in used],
-                      loc="lower right", fontsize=7)
+        handles = ([Patch(color=colour[r], label=r or "(no role)") for r in roles]
+                   + [Patch(color=TIMELINE_COLOURS[o], label=f"outcome: {o}")
+                      for o in used])
+        if handles:
+            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      fontsize=7, frameon=False, borderaxespad=0.0)
         return ax
+
+    def _mark_steps(self, ax: Axes, span: float) -> None:
+        """A line where each step of each batch starts, labelled above the
+        axes with its step; a dashed line and ``batch N`` where a batch
+        starts. A label that would run into the one before it (``span``: the
+        x range) is left out, so that the labels stay readable."""
+        batched = len(self.batches) > 1
+        char = span * 0.0065  # about one character of a 7-point label
+        free_step = free_batch = float("-inf")
+        batch = None
+        for s in self.steps:
+            at = _wall_clock(s.started)
+            first = batched and s.batch != batch
+            batch = s.batch
+            ax.axvline(at, color="0.45" if first else "0.85",
+                       linewidth=0.9 if first else 0.7,
+                       linestyle="--" if first else "-", zorder=0)
+            if first and at >= free_batch:
+                text = f"batch {s.batch}"
+                ax.annotate(text, (at, 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(2, 15), textcoords="offset points",
+                            fontsize=8, color="0.2")
+                free_batch = at + char * 1.2 * (len(text) + 1)
+            text = str(s.step) if batched else f"step {s.step}"
+            if at >= free_step:
+                ax.annotate(text, (at, 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(2, 3), textcoords="offset points", fontsize=7,
+                            color="0.4")
+                free_step = at + char * (len(text) + 1)
 
 
 #: Task outcomes that mean a host failed.
 FAILURES = (TaskStatus.FAILED, TaskStatus.UNREACHABLE)
 
-#: Bar colours of :meth:`RunResult.timeline`, by outcome.
+#: Outcome colours of :meth:`RunResult.timeline` (the strip under each bar).
 TIMELINE_COLOURS = {"ok": "tab:green", "failed": "tab:red",
                     "stopped": "tab:orange", "no tasks": "0.75"}
+
+#: The converge phase whose hosts :meth:`RunResult.timeline` labels
+#: ``rebooted`` (a task changed something there) or ``skipped``.
+REBOOT_STEP = "reboot"
 
 #: Columns of :meth:`RunResult.to_frame`, the :class:`TaskRecord` fields.
 RECORD_COLUMNS = ("run_id", "stage", "batch", "step", "host", "role", "service",
                   "task", "action", "status", "start", "duration", "message")
+
+
+def step_order(steps: Any) -> list[int | str]:
+    """The distinct steps of ``steps`` in run order: numbers ascending, then
+    converge's named phases in the order they came."""
+    seen = list(dict.fromkeys(steps))
+    return sorted(s for s in seen if isinstance(s, int)) + [
+        s for s in seen if not isinstance(s, int)]
 
 
 @dataclass(frozen=True)
@@ -215,16 +316,24 @@ class _Bar:
     start: float
     end: float
     outcome: str
+    role: str | None = None
+    task: str = ""               # the task that failed, if any
+    rebooted: bool | None = None  # in a reboot step: rebooted or skipped
 
 
 def _bars(result: RunResult) -> list[_Bar]:
-    """Span and outcome of each (batch, step, host) of ``result``."""
+    """Span, outcome and role of each (batch, step, host) of ``result``."""
     spans: dict[tuple[int, int | str, str], list[float]] = {}
-    bad: set[tuple[int, int | str, str]] = set()
+    failed_task: dict[tuple[int, int | str, str], str] = {}
+    changed: set[tuple[int, int | str, str]] = set()
+    roles: dict[str, str | None] = {}
     for r in result.records:
         key = (r.batch, r.step, r.host)
+        roles.setdefault(r.host, r.role)
         if r.status in FAILURES:
-            bad.add(key)
+            failed_task.setdefault(key, r.task)
+        elif r.status == TaskStatus.CHANGED:
+            changed.add(key)
         if r.start is None:
             continue
         end = r.start + (r.duration or 0.0)
@@ -240,11 +349,56 @@ def _bars(result: RunResult) -> list[_Bar]:
         for host in s.hosts:
             key = (s.batch, s.step, host)
             start, end = spans.get(key, (s.started, s.ended))
-            outcome = ("failed" if host in failed or key in bad else
+            outcome = ("failed" if host in failed or key in failed_task else
                        "stopped" if s.interrupted else
                        "ok" if key in spans else "no tasks")
-            bars.append(_Bar(host, start, end, outcome))
+            rebooted = (key in changed if s.step == REBOOT_STEP
+                        and outcome == "ok" else None)
+            bars.append(_Bar(host, start, end, outcome, roles.get(host),
+                             failed_task.get(key, ""), rebooted))
     return bars
+
+
+def _wall_clock(moment: float) -> float:
+    """``moment`` (seconds since the epoch) as a Matplotlib date, local time."""
+    import datetime
+
+    import matplotlib.dates as mdates
+
+    return mdates.date2num(datetime.datetime.fromtimestamp(moment))
+
+
+def _box(left: float, right: float, bottom: float, top: float) -> list[tuple]:
+    return [(left, bottom), (left, top), (right, top), (right, bottom)]
+
+
+def _role_colours(count: int) -> list[Any]:
+    """``count`` distinct colours, one per role, none of them an outcome's
+    (green, red, orange, grey)."""
+    import matplotlib
+
+    tab10, tab20b = matplotlib.colormaps["tab10"], matplotlib.colormaps["tab20b"]
+    palette = [tab10(i) for i in (0, 4, 5, 6, 8, 9)] + [tab20b(i) for i in range(20)]
+    return [palette[i % len(palette)] for i in range(count)]
+
+
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _readable(frame: pandas.DataFrame) -> pandas.DataFrame:
+    """``frame`` (of :func:`records_frame`) with ``start`` as local
+    date-times (to the millisecond) and ``duration`` rounded to 0.1 s."""
+    import datetime
+
+    import pandas
+
+    frame = frame.copy()
+    frame["start"] = pandas.to_datetime(
+        [None if pandas.isna(t) else datetime.datetime.fromtimestamp(t)
+         for t in frame["start"]]).round("ms")
+    frame["duration"] = frame["duration"].round(1)
+    return frame
 
 
 def records_frame(records: list[TaskRecord]) -> pandas.DataFrame:
