@@ -28,7 +28,7 @@ import composable_upgrades as cu
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from makespan import outputs  # noqa: E402
-from report import machine, print_machine, print_text  # noqa: E402
+from report import print_ansible_run_report  # noqa: E402
 
 
 def timed_run(wd: str, *extra: str) -> float:
@@ -82,9 +82,7 @@ def main() -> int:
                              f"{measured:.1f}", f"{100 * error:.1f}%",
                              "yes" if measured <= predicted.p90 else "no"])
                 print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
-    print_text([header, *rows])
-    print_machine(machine("ansible-core", "ansible-runner"),
-                  rst_rows=[header, *rows] if args.rst else None)
+    print_ansible_run_report(header, rows, rst=args.rst)
     return 0
 
 

@@ -30,7 +30,7 @@ import composable_upgrades as cu
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from report import machine, print_machine, print_text  # noqa: E402
+from report import print_ansible_run_report  # noqa: E402
 
 STEPS = range(6)
 CONTROLPLANE = {"Database": ("mysql", 3), "Messaging": ("oslo_messaging_rpc", 3),
@@ -152,9 +152,7 @@ def main() -> int:
                         seen_controlplane.add(forks)
                     rows.append(row)
                     print(" | ".join(row), file=sys.stderr, flush=True)
-    print_text([header, *rows])
-    print_machine(machine("ansible-core", "ansible-runner"),
-                  rst_rows=[header, *rows] if args.rst else None)
+    print_ansible_run_report(header, rows, rst=args.rst)
     return 0
 
 

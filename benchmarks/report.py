@@ -66,3 +66,12 @@ def print_machine(facts: list[tuple[str, str]], *, rst_rows: list[list[str]] | N
     if rst_rows is not None:
         print()
         print_rst(rst_rows, facts)
+
+
+def print_ansible_run_report(header: list[str], rows: list[list[str]], *,
+                             rst: bool) -> None:
+    """The table and the machine of a benchmark that runs Ansible (with the
+    reST form for doc/performance.rst when ``rst``)."""
+    print_text([header, *rows])
+    print_machine(machine("ansible-core", "ansible-runner"),
+                  rst_rows=[header, *rows] if rst else None)

@@ -25,6 +25,9 @@ def prepared(tmp_path: Path) -> tuple[Path, Path]:
     done = upgrade("prepare", "--outputs-file", str(MINI), "--working-dir", str(wd),
                    "--fleet", str(fleet), home=tmp_path)
     assert done.returncode == 0, done.stderr
+    # After prepare, the command to type next.
+    assert done.stderr.splitlines()[-1] == (
+        f"next: openstack overcloud upgrade run --stage controlplane --working-dir {wd}")
     cu.Fleet.at(fleet).create(cu.Workdir.at(wd).load_plan().hosts)
     return wd, fleet
 

@@ -40,7 +40,7 @@ from composable_upgrades.state.results import REPRODUCE_SCRIPT, RunResult
 from composable_upgrades.state.store import HistoryStore, new_run_id
 from composable_upgrades.state.workdir import Workdir
 from tests.sshfleet.fixture import ssh_fleet  # noqa: F401  (the fixture)
-from tests.sshfleet.launcher import SSH_COMMON_OPTIONS, SshFleetServer
+from tests.sshfleet.launcher import SSH_COMMON_OPTIONS, SshFleetServer, child_pids
 
 MINI = Path(__file__).parent / "fixtures" / "mini-outputs.yaml"
 VENV_BIN = Path(sys.executable).parent
@@ -96,18 +96,8 @@ def kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and every process under it: the node dies."""
     tree, frontier = [pid], [pid]
     while frontier:
-        children = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[-1].split()[1]) in frontier:
-                children.append(int(entry))
-        tree += children
-        frontier = children
+        frontier = [child for parent in frontier for child in child_pids(parent)]
+        tree += frontier
     for member in tree:
         try:
             os.kill(member, signal.SIGKILL)

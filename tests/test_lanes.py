@@ -124,3 +124,39 @@ def test_a_failure_in_one_lane_leaves_the_other_going_within_max_fail(
         set(prepared.prepared.stage("compute").hosts) - {"compute-1"}
     status = {s.stage: s for s in cu.status(tmp_path / "wd")}["compute"]
     assert "compute-1" in status.failed and len(status.done) == 4
+
+
+def test_lanes_of_a_killed_run_end_instead_of_waiting(tmp_path: Path) -> None:
+    """kill -9 of the run while its lanes wait at a barrier: they end."""
+    import subprocess
+    import sys
+    import time
+
+    fleet = cu.Fleet.at(tmp_path / "fleet")
+    prepared = cu.prepare(outputs(), tmp_path / "wd", fleet=fleet)
+    fleet.create(list(prepared.prepared.hosts))
+    script = (
+        "import os, signal, composable_upgrades as cu\n"
+        "def progress(event):\n"
+        "    if event.kind == 'step_start' and event.step == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"cu.run_stage({str(tmp_path / 'wd')!r}, 'controlplane', progress=progress)\n")
+    done = subprocess.run([sys.executable, "-c", script], timeout=300)
+    assert done.returncode == -9
+
+    def lanes() -> list[str]:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    line = handle.read().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "ansible-playbook" in line and str(tmp_path) in line:
+                found.append(line)
+        return found
+
+    deadline = time.monotonic() + 30
+    while lanes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lanes() == []

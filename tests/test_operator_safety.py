@@ -24,6 +24,7 @@ from composable_upgrades.run.stage_runner import run_request
 from composable_upgrades.state.journal import Journal
 from tests.fake_executor import FakeExecutor
 from tests.helpers import error_line, upgrade
+from tests.test_cli_run import prepared  # noqa: F401  (the fixture)
 from tests.test_stage_policy import CONTROLLERS, COMPUTES, PLAN, Sink
 
 MINI = Path(__file__).parent / "fixtures" / "mini-outputs.yaml"
@@ -184,18 +185,6 @@ def test_unusable_batch_sizes_are_refused(size, reason) -> None:
 
 
 # -- the CLI: checks before the prompt, batches in it, nothing written -----------
-
-@pytest.fixture
-def prepared(tmp_path: Path) -> tuple[Path, Path]:
-    wd, fleet = tmp_path / "wd", tmp_path / "fleet"
-    done = upgrade("prepare", "--outputs-file", str(MINI), "--working-dir", str(wd),
-                   "--fleet", str(fleet), home=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines()[-1] == (
-        f"next: openstack overcloud upgrade run --stage controlplane --working-dir {wd}")
-    cu.Fleet.at(fleet).create(cu.Workdir.at(wd).load_plan().hosts)
-    return wd, fleet
-
 
 def test_checks_come_before_the_prompt_and_refusals_write_nothing(prepared,
                                                                   tmp_path: Path

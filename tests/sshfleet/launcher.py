@@ -158,7 +158,7 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (sshd's per-connection ones)."""
     found = []
     for entry in os.listdir("/proc"):
@@ -262,7 +262,7 @@ class SshFleetServer:
         for process in processes:
             if process.poll() is not None:
                 continue
-            sessions = _children(process.pid)
+            sessions = child_pids(process.pid)
             process.terminate()
             for pid in sessions:
                 try:

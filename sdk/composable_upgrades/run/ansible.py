@@ -103,25 +103,11 @@ class AnsibleExecutor:
 
     def start(self, run_id: str, stage: str) -> str:
         """Create the run folder: ansible-runner settings, script header."""
-        try:
-            os.makedirs(self.run_dir)
-        except OSError as exc:
-            raise WorkdirError(f"cannot create the run folder: {exc.strerror}",
-                               path=os.path.dirname(self.run_dir)) from exc
-        write_runner_settings(self.run_dir)
-        exports = "".join(f"export {k}={shlex.quote(v)}\n"
-                          for k, v in sorted(self.env.items()))
-        path = os.path.join(self.run_dir, REPRODUCE_SCRIPT)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(
-                "#!/usr/bin/env bash\n"
-                f"# Run {run_id}: stage {stage} of the plan in {self.plan.path}.\n"
-                "# The steps of the run, in order, one ansible-playbook call per "
-                "step and batch\n# (the run itself keeps one process per role "
-                "across a batch's steps).\n"
-                "set -euo pipefail\n"
-                f"cd {shlex.quote(self.plan.path)}\n{exports}")
-        os.chmod(path, 0o755)
+        start_run_folder(self.run_dir, self.plan.path, self.env, (
+            f"Run {run_id}: stage {stage} of the plan in {self.plan.path}.\n"
+            "The steps of the run, in order, one ansible-playbook call per step "
+            "and batch\n(the run itself keeps one process per role across a "
+            "batch's steps)."))
         return self.run_dir
 
     def open_batch(self, job: BatchJob) -> BatchSession:
@@ -317,7 +303,8 @@ class LaneSession:
                                           len(ordered), self.by_role, steps))
         path = os.path.join(self.lane_dir, f"{plan.name}.yaml")
         with open(path, "w", encoding="utf-8") as handle:
-            handle.write(lane_playbook(executor.plan, self.stage, plan, self.gate_dir))
+            handle.write(lane_playbook(executor.plan, self.stage, plan, self.gate_dir,
+                                       os.getpid()))
         lane = Lane(plan=plan, playing=hosts)
         lane.events = StepEvents(
             run_id=job.run_id, stage=job.stage, batch=job.batch, step=step,
@@ -457,6 +444,25 @@ class _Report:
                           failed=frozenset(() if self.interrupted else self.failed),
                           interrupted=self.interrupted, records=tuple(self.records),
                           output=tuple(self.output[-3:]), notes=tuple(self.notes))
+
+
+def start_run_folder(run_dir: str, plan_path: str, env: Mapping[str, str],
+                     header: str) -> None:
+    """Create a run's folder: ansible-runner's settings, and the reproduce
+    script's start (``header`` as comments, the run's environment exported)."""
+    try:
+        os.makedirs(run_dir)
+    except OSError as exc:
+        raise WorkdirError(f"cannot create the run folder: {exc.strerror}",
+                           path=os.path.dirname(run_dir)) from exc
+    write_runner_settings(run_dir)
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    path = os.path.join(run_dir, REPRODUCE_SCRIPT)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"#!/usr/bin/env bash\n{comments}set -euo pipefail\n"
+                     f"cd {shlex.quote(plan_path)}\n{exports}")
+    os.chmod(path, 0o755)
 
 
 def write_runner_settings(run_dir: str) -> None:

@@ -70,11 +70,12 @@ def lane_forks(total: int, stage: PreparedStage, role: str, hosts: int,
 
 
 def lane_playbook(plan: PreparedPlan, stage: PreparedStage, lane: LanePlan,
-                  gate_dir: str) -> str:
+                  gate_dir: str, owner: int) -> str:
     """The playbook of ``lane``: a barrier, then the step's playbook, per step.
 
     The step playbooks are the plan's own; ``--limit`` to the lane's hosts
-    leaves only the lane's role's play of each to run.
+    leaves only the lane's role's play of each to run. ``owner`` is the pid
+    of the run: a barrier whose run is gone fails instead of waiting.
     """
     plays: list[dict] = []
     for number in lane.steps:
@@ -85,8 +86,8 @@ def lane_playbook(plan: PreparedPlan, stage: PreparedStage, lane: LanePlan,
                 {"name": f"{name} {PLAYING}", "run_once": True, "tags": ["always"],
                  "ansible.builtin.debug": {"var": "ansible_play_hosts"}},
                 {"name": f"{name} | wait", "run_once": True, "tags": ["always"],
-                 "ansible.builtin.debug": {"msg": "{{ lookup('%s', %r) }}" % (
-                     BARRIER_LOOKUP, lane.gate_file(gate_dir, number))}},
+                 "ansible.builtin.debug": {"msg": "{{ lookup('%s', %r, owner=%d) }}" % (
+                     BARRIER_LOOKUP, lane.gate_file(gate_dir, number), owner)}},
             ]})
         plays.append({"import_playbook": plan.file(stage.step(number).playbook)})
     return to_yaml(plays, header=(

@@ -33,11 +33,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from composable_upgrades.errors import WorkdirError
 from composable_upgrades.model.deployment import UNDERCLOUD_GROUP
 from composable_upgrades.planning.plan import UNDERCLOUD_HOST
 from composable_upgrades.planning.prepared import PreparedPlan
-from composable_upgrades.run.ansible import write_runner_settings
+from composable_upgrades.run.ansible import start_run_folder, write_runner_settings
 from composable_upgrades.run.ansible_events import StepEvents, TaskIndex
 from composable_upgrades.run.executor import (
     BatchJob, BatchSession, StepCallbacks, StepJob, StepReport, StepwiseSession)
@@ -115,30 +114,16 @@ class StreamingExecutor:
 
     def start(self, run_id: str, stage: str) -> str:
         """Create the run folder, each node's bundle and the script header."""
-        try:
-            os.makedirs(self.run_dir)
-        except OSError as exc:
-            raise WorkdirError(f"cannot create the run folder: {exc.strerror}",
-                               path=os.path.dirname(self.run_dir)) from exc
-        write_runner_settings(self.run_dir)
-        for node in self.nodes.nodes:
-            self.write_bundle(node)
-        exports = "".join(f"export {k}={shlex.quote(v)}\n"
-                          for k, v in sorted(self.env.items()))
         nodes_from = (self.nodes.source if os.path.isabs(self.nodes.source)
                       else "the run's options")
-        path = os.path.join(self.run_dir, REPRODUCE_SCRIPT)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(
-                "#!/usr/bin/env bash\n"
-                f"# Run {run_id}: stage {stage} of the plan in {self.plan.path},\n"
-                f"# on the execution nodes of {nodes_from}.\n"
-                "# Each step runs on every node that drives some of its hosts at once\n"
-                "# (ansible-runner transmit | the node's worker | process); the step\n"
-                "# ends when they all have.\n"
-                "set -euo pipefail\n"
-                f"cd {shlex.quote(self.plan.path)}\n{exports}")
-        os.chmod(path, 0o755)
+        start_run_folder(self.run_dir, self.plan.path, self.env, (
+            f"Run {run_id}: stage {stage} of the plan in {self.plan.path},\n"
+            f"on the execution nodes of {nodes_from}.\n"
+            "Each step runs on every node that drives some of its hosts at once\n"
+            "(ansible-runner transmit | the node's worker | process); the step\n"
+            "ends when they all have."))
+        for node in self.nodes.nodes:
+            self.write_bundle(node)
         return self.run_dir
 
     def open_batch(self, job: BatchJob) -> BatchSession:
