@@ -34,3 +34,14 @@ def test_scrub_text_agrees_with_is_secret_key(key: str, form: str) -> None:
 def test_scrub_text_keeps_the_rest_of_the_line() -> None:
     assert scrub_text("rc=1 password=hunter2, user=admin") \
         == f"rc=1 password={REDACTED}, user=admin"
+
+
+def test_a_secret_assigned_inside_another_value_is_masked() -> None:
+    from composable_upgrades.model.redact import scrub_text
+    assert scrub_text("access denied: password=Sup3rSecret for root") == \
+        "access denied: password=******** for root"
+    assert scrub_text("error: detail: token=abc123 seen") == \
+        "error: detail: token=******** seen"
+    # A long chain of names stays linear and untouched.
+    chain = ":".join(["a"] * 5000)
+    assert scrub_text(chain) == chain

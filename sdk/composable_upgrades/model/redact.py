@@ -93,11 +93,18 @@ _FORMS = (_URL_CREDENTIALS, _OPTION_SECRET, _AUTHORIZATION, _SQL_PASSWORD,
           _QUOTED_SECRET, _ASSIGNED_SECRET)
 
 
-def _mask(match: re.Match[str]) -> str:
+def _mask(match: re.Match[str], depth: int = 0) -> str:
     found = match.groupdict()
     name = found.get("name")
     if name is not None and not is_secret_key(name.strip("\\\"'")):
-        return match.group(0)
+        # Not a secret's name, but its value may hold one (``denied:
+        # password=X``): the match took it, so scrub it here.
+        whole, value = match.group(0), match.group("value")
+        if depth >= _NESTING:
+            return whole
+        start = match.start("value") - match.start(0)
+        return (whole[:start] + _scrub_forms(value, depth + 1)
+                + whole[start + len(value):])
     return ((name or "") + match.group("sep") + REDACTED
             + (found.get("quote") or ""))
 
@@ -116,8 +123,18 @@ def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     known = _known_secrets(frozenset(secrets))
     if known is not None:
         text = known.sub(REDACTED, text)
+    return _scrub_forms(text)
+
+
+#: How deep ``a: b=c: password=X`` is looked into (each level a rescan of
+#: the shorter value; bounded, so scrubbing stays linear).
+_NESTING = 4
+
+
+def _scrub_forms(text: str, depth: int = 0) -> str:
+    mask = functools.partial(_mask, depth=depth)
     for form in _FORMS:
-        text = form.sub(_mask, text)
+        text = form.sub(mask, text)
     return text
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from composable_upgrades.formats.package_data import package_text
-from composable_upgrades.formats.serialize import to_yaml
+from composable_upgrades.formats.serialize import load_yaml, read_regular_file, to_yaml
 from composable_upgrades.planning.prepared import PreparedPlan, PreparedStage
 
 #: What the names of the barrier's plays and tasks start with.
@@ -73,9 +73,10 @@ def lane_playbook(plan: PreparedPlan, stage: PreparedStage, lane: LanePlan,
                   gate_dir: str, owner: int) -> str:
     """The playbook of ``lane``: a barrier, then the step's playbook, per step.
 
-    The step playbooks are the plan's own; ``--limit`` to the lane's hosts
-    leaves only the lane's role's play of each to run. ``owner`` is the pid
-    of the run: a barrier whose run is gone fails instead of waiting.
+    The plays are the plan's own, the lane's role's play of each step
+    playbook (its task files by absolute path): a lane does not load the
+    other roles' task files. ``owner`` is the pid of the run: a barrier whose
+    run is gone fails instead of waiting.
     """
     plays: list[dict] = []
     for number in lane.steps:
@@ -89,11 +90,27 @@ def lane_playbook(plan: PreparedPlan, stage: PreparedStage, lane: LanePlan,
                  "ansible.builtin.debug": {"msg": "{{ lookup('%s', %r, owner=%d) }}" % (
                      BARRIER_LOOKUP, lane.gate_file(gate_dir, number), owner)}},
             ]})
-        plays.append({"import_playbook": plan.file(stage.step(number).playbook)})
+        plays.extend(role_plays(plan, stage.step(number).playbook, lane.role))
     return to_yaml(plays, header=(
         f"Lane {lane.name}: role {lane.role}, steps "
         f"{', '.join(map(str, lane.steps))}, {len(lane.hosts)} hosts.\n"
         "Each step waits at its barrier until the run releases it."))
+
+
+def role_plays(plan: PreparedPlan, playbook: str, role: str) -> list[dict]:
+    """The plays of ``role`` in the plan's step ``playbook``, with the task
+    files they import named by absolute path."""
+    plays = load_yaml(read_regular_file(plan.file(playbook)).decode("utf-8")) or []
+    found = []
+    for play in plays:
+        if not isinstance(play, dict) or play.get("hosts") != role:
+            continue
+        play = dict(play)
+        play["tasks"] = [{**t, "import_tasks": plan.file(t["import_tasks"])}
+                         if isinstance(t, dict) and "import_tasks" in t else t
+                         for t in play.get("tasks") or []]
+        found.append(play)
+    return found
 
 
 def install_barrier_plugin(lane_dir: str) -> None:
