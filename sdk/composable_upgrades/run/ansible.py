@@ -35,6 +35,7 @@ from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.planning.plan import UNDERCLOUD_HOST
 from composable_upgrades.planning.prepared import PreparedPlan, PreparedStage
 from composable_upgrades.run.ansible_events import StepEvents, TaskIndex
+from composable_upgrades.run.environment import path_for
 from composable_upgrades.run.executor import (
     BatchJob, BatchSession, StepCallbacks, StepJob, StepReport, StepwiseSession)
 from composable_upgrades.run.lanes import (
@@ -156,10 +157,7 @@ class AnsibleExecutor:
             private_data_dir=self.run_dir, ident=ident, project_dir=self.plan.path,
             binary=argv[0], cmdline=shlex.join(argv[1:]), quiet=True,
             suppress_env_files=True,
-            # ansible-playbook's own children (ansible-galaxy, ...) are found
-            # on PATH: the directory of this Python's comes first.
-            envvars={**self.env, "PATH": os.path.dirname(self.binary)
-                     + os.pathsep + os.environ.get("PATH", "")})
+            envvars={**self.env, "PATH": path_for(self.binary)})
 
     def forget_command(self, ident: str) -> None:
         """Delete the command file ansible-runner writes: it holds the whole

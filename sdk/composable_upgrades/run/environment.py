@@ -86,6 +86,13 @@ def run_environment(options: RunOptions, *, extra: Mapping[str, str] | None = No
     return settings
 
 
+def path_for(binary: str) -> str:
+    """``PATH`` for a call of ``binary``: its directory first, so the
+    commands it starts (ansible-galaxy, ansible-playbook's own children) are
+    the ones beside it, whether or not its venv is activated."""
+    return os.path.dirname(binary) + os.pathsep + os.environ.get("PATH", "")
+
+
 def _search_path(share: str, kind: str) -> str:
     return ":".join((os.path.expanduser(f"~/.ansible/plugins/{kind}"),
                      f"{share}/tripleo-plugins/{kind}", f"{share}/plugins/{kind}"))

@@ -42,6 +42,7 @@ from composable_upgrades.errors import InputFileError, OptionError
 from composable_upgrades.formats.serialize import load_yaml_file
 from composable_upgrades.model.kinds import TaskStatus
 from composable_upgrades.planning.prepared import PreparedPlan
+from composable_upgrades.run.environment import path_for
 from composable_upgrades.state.results import REPRODUCE_SCRIPT, TaskRecord
 
 #: The points of a stage where hooks run, in the order they come.
@@ -279,8 +280,7 @@ class HookRunner:
         cwd = os.path.dirname(str(hook.playbook))
         self.note(call, hook, argv, cwd)
         env = {**os.environ, **self.env, "ANSIBLE_NOCOLOR": "1",
-               "PATH": os.path.dirname(argv[0]) + os.pathsep
-               + os.environ.get("PATH", "")}
+               "PATH": path_for(argv[0])}
         # A session of its own: the first Ctrl-C is the run's to handle
         # (stop after this boundary), not a kill of the operator's playbook.
         process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,

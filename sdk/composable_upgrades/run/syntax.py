@@ -18,7 +18,7 @@ from composable_upgrades.errors import RunError
 from composable_upgrades.model.redact import scrub_text
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.run.ansible import ansible_playbook_binary
-from composable_upgrades.run.environment import run_environment
+from composable_upgrades.run.environment import path_for, run_environment
 from composable_upgrades.run.options import RunOptions
 from composable_upgrades.state.workdir import Workdir
 
@@ -54,8 +54,7 @@ def _check(plan: PreparedPlan, playbooks: tuple[str, ...], env: dict[str, str]) 
     binary = ansible_playbook_binary()
     # As a run starts ansible-playbook: this environment, the run's settings
     # on top (the operator's own ANSIBLE_* already won in them).
-    environ = {**os.environ, **env, "PATH": os.path.dirname(binary) + os.pathsep
-               + os.environ.get("PATH", "")}
+    environ = {**os.environ, **env, "PATH": path_for(binary)}
     try:
         done = subprocess.run(
             [binary, "--syntax-check", "-i", plan.file("inventory.yaml"), *playbooks],
