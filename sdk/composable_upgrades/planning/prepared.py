@@ -8,6 +8,7 @@ objects, never the dict.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from composable_upgrades.errors import OptionError, UnknownRoleError, WorkdirError
 from composable_upgrades.model.deployment import UNDERCLOUD_GROUP
 from composable_upgrades.model.kinds import StageKind
+from composable_upgrades.model.redact import scrub_text
+from composable_upgrades.model.secret_digests import SECRET_DIGESTS_FILE, SecretDigests
 from composable_upgrades.planning.stages import unknown_stage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -220,6 +223,17 @@ class PreparedPlan:
     def file(self, relative: str) -> str:
         """Absolute path of a file of the plan folder."""
         return os.path.join(self.path, relative)
+
+    @functools.cached_property
+    def secrets(self) -> SecretDigests:
+        """The digests of the outputs' secrets that prepare kept (none: empty)."""
+        return SecretDigests.read(self.file(SECRET_DIGESTS_FILE)) if self.path \
+            else SecretDigests()
+
+    def scrub(self, text: str) -> str:
+        """``text`` with secrets masked: the outputs' own values, then the forms
+        :func:`~composable_upgrades.model.redact.scrub_text` knows."""
+        return scrub_text(self.secrets.mask(text))
 
     def rows(self, by: str = "step", *, stage: str | None = None,
              role: str | None = None) -> tuple[list[str], list[tuple]]:

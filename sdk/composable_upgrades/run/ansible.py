@@ -133,7 +133,7 @@ class AnsibleExecutor:
         ident = f"batch{job.batch}-step{job.step}"
         events = StepEvents(run_id=job.run_id, stage=job.stage, batch=job.batch,
                             step=job.step, callbacks=callbacks, roles=self.roles,
-                            task_index=self.task_index)
+                            task_index=self.task_index, scrub=self.plan.scrub)
         try:
             runner = ansible_runner.run(
                 **self.runner_arguments(argv, ident), event_handler=events.handle,
@@ -307,7 +307,8 @@ class LaneSession:
         lane.events = StepEvents(
             run_id=job.run_id, stage=job.stage, batch=job.batch, step=step,
             callbacks=callbacks, roles=executor.roles, task_index=executor.task_index,
-            barrier=BARRIER, on_barrier=lambda task, data: _at_barrier(lane, task, data))
+            barrier=BARRIER, on_barrier=lambda task, data: _at_barrier(lane, task, data),
+            scrub=executor.plan.scrub)
         argv = ansible_command(
             RunOptions.build(executor.options(job.options, ordered), forks=plan.forks),
             binary=executor.binary, inventory=executor.inventory, hosts=ordered,

@@ -36,14 +36,16 @@ class StepEvents:
     ``step`` and ``callbacks`` say which step the events belong to and whom
     to tell; a process that runs several steps (a lane) moves them on. Tasks
     whose name starts with ``barrier`` are the run's own: they give no
-    record; each result of one goes to ``on_barrier`` instead.
+    record; each result of one goes to ``on_barrier`` instead. ``scrub``
+    masks secrets in messages (the plan's :meth:`~.PreparedPlan.scrub`, which
+    knows the outputs' own secret values).
     """
 
     def __init__(self, *, run_id: str, stage: str, batch: int, step: int | str,
                  callbacks: StepCallbacks, roles: Mapping[str, str],
                  task_index: TaskIndex, barrier: str | None = None,
-                 on_barrier: Callable[[str, Mapping[str, Any]], None] | None = None
-                 ) -> None:
+                 on_barrier: Callable[[str, Mapping[str, Any]], None] | None = None,
+                 scrub: Callable[[str], str] = scrub_text) -> None:
         self.run_id = run_id
         self.stage = stage
         self.batch = batch
@@ -53,6 +55,7 @@ class StepEvents:
         self.task_index = task_index
         self.barrier = barrier
         self.on_barrier = on_barrier
+        self.scrub = scrub
         self.records: list[TaskRecord] = []
         self.failed: set[str] = set()
         self.stats_failed: set[str] | None = None
@@ -83,7 +86,7 @@ class StepEvents:
                                  | set(data.get("dark") or {}))
         elif kind in _MESSAGE_EVENTS and event.get("stdout"):
             text = " ".join(event["stdout"].split())
-            self.output.append(scrub_text(text)[:MESSAGE_LIMIT])
+            self.output.append(self.scrub(text)[:MESSAGE_LIMIT])
         return False  # keep ansible-runner from writing per-event files
 
     def record(self, status: TaskStatus, data: Mapping[str, Any]) -> TaskRecord | None:
@@ -101,7 +104,7 @@ class StepEvents:
             return None  # the fleet's fault check, with no fault: not a plan task
         message = ""
         if status in (TaskStatus.FAILED, TaskStatus.UNREACHABLE, TaskStatus.IGNORED):
-            message = scrub_text(_message(redact(res)))
+            message = self.scrub(_message(redact(res)))
         if status == TaskStatus.UNREACHABLE:
             message = _one_line(message)
         return TaskRecord(

@@ -113,7 +113,8 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
         journal = Journal(workdir.state_dir)
         _journal_start(journal, request, run_id)
         log = RunLog(os.path.join(run_dir, RUN_LOG),
-                     HistoryStore(workdir.history_path) if sink is None else sink)
+                     HistoryStore(workdir.history_path) if sink is None else sink,
+                     scrub=plan.scrub)
         nodes = run_nodes(plan, execution_nodes)
         executor: Executor = (StreamingExecutor(plan, run_dir, nodes, env=env) if nodes
                               else AnsibleExecutor(plan, run_dir, env=env))

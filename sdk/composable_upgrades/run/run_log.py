@@ -3,8 +3,10 @@
 One line per batch and step as it starts and ends, one per host at the end
 of each step (its tasks by outcome), and one per failed task (host, task,
 message) as it comes, each flushed so ``tail -f`` follows the run. Task names
-and messages go through :func:`~composable_upgrades.model.redact.scrub_text`:
-a failure message may quote a secret from the outputs.
+and messages go through the plan's
+:meth:`~composable_upgrades.planning.prepared.PreparedPlan.scrub`: a failure
+message may quote a secret from the outputs. So do the run's notes, before
+they reach the sink behind the log (the history).
 
 :class:`RunLog` listens to a run twice over: to its progress events and, as a
 :class:`~composable_upgrades.state.results.RecordSink` in front of the run's
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import IO
 
 from composable_upgrades.model.kinds import TaskStatus
@@ -35,9 +38,11 @@ def stamp(when: float | None = None) -> str:
 class RunLog:
     """The ``run.log`` of one run (``path``), written as the run goes."""
 
-    def __init__(self, path: str, sink: RecordSink) -> None:
+    def __init__(self, path: str, sink: RecordSink, *,
+                 scrub: Callable[[str], str] = scrub_text) -> None:
         self.path = path
         self.sink = sink
+        self.scrub = scrub
         self._file: IO[str] | None = None
         self._hosts: dict[tuple[int, int | str], dict[str, Counter[str]]] = {}
 
@@ -57,7 +62,7 @@ class RunLog:
             self.write(f"stage {event.stage} {where}: {event.status}"
                        + (f" ({event.message})" if event.message else ""))
         elif event.kind == "note" and event.message:
-            self.write(f"note: {scrub_text(event.message)}")
+            self.write(f"note: {event.message}")
         elif event.kind == "run_end":
             self.write(f"stage {event.stage}: run ends: {event.status}")
             self.close()
@@ -65,14 +70,16 @@ class RunLog:
     # -- records (a sink in front of the run's own) -------------------------------
 
     def start_run(self, result: RunResult) -> None:
-        """Start the log with the run's id and options."""
+        """Start the log with the run's id and options (notes masked, for the
+        sink too)."""
+        result.notes[:] = [self.scrub(n) for n in result.notes]
         self.sink.start_run(result)
         options = {k: v for k, v in result.options.items() if v not in (None, False)}
         self.write(f"run {result.run_id} of stage {result.stage} (plan "
                    f"{result.plan_sha[:12]}); options: "
                    + (", ".join(f"{k}={v}" for k, v in options.items()) or "none"))
         for note in result.notes:
-            self.write(f"note: {scrub_text(note)}")
+            self.write(f"note: {note}")
 
     def add(self, record: TaskRecord) -> None:
         """Count a task's outcome on its host; log a failure at once."""
@@ -83,18 +90,19 @@ class RunLog:
         if record.status in FAILURES:
             self.write(f"stage {record.stage} batch {record.batch} step {record.step}: "
                        f"{record.host}: {record.status}: task "
-                       f"{scrub_text(record.task)!r}: "
-                       f"{scrub_text(record.message) or 'no message'}")
+                       f"{record.task!r}: {record.message or 'no message'}")
 
     def flush(self) -> None:
         """Write what the sink buffers."""
         self.sink.flush()
 
     def finish_run(self, result: RunResult) -> None:
-        """End the log with the run's outcome and notes."""
+        """End the log with the run's outcome and notes (masked, for the sink
+        too)."""
+        result.notes[:] = [self.scrub(n) for n in result.notes]
         self.sink.finish_run(result)
         for note in result.notes:
-            self.write(f"note: {scrub_text(note)}")
+            self.write(f"note: {note}")
         self.write(f"run {result.run_id}: {result.status} in {result.duration:.1f}s"
                    + (f"; failed hosts: {', '.join(result.failed_hosts)}"
                       if result.failed_hosts else ""))
@@ -102,11 +110,11 @@ class RunLog:
     # -- the file ------------------------------------------------------------------
 
     def write(self, line: str) -> None:
-        """Append one timestamped line and flush it."""
+        """Append one timestamped line, secrets masked, and flush it."""
         if self._file is None:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(f"{stamp()} {line}\n")
+        self._file.write(f"{stamp()} {self.scrub(line)}\n")
         self._file.flush()
 
     def close(self) -> None:

@@ -175,7 +175,7 @@ class StreamingExecutor:
                           events=StepEvents(
                               run_id=job.run_id, stage=job.stage, batch=job.batch,
                               step=job.step, roles=self.roles,
-                              task_index=self.task_index,
+                              task_index=self.task_index, scrub=self.plan.scrub,
                               callbacks=_naming_node(callbacks, name)
                               if len(parts) > 1 else callbacks))
             runs.append(run)

@@ -15,7 +15,6 @@ import subprocess
 from dataclasses import dataclass
 
 from composable_upgrades.errors import RunError
-from composable_upgrades.model.redact import scrub_text
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.run.ansible import ansible_playbook_binary
 from composable_upgrades.run.environment import path_for, run_environment
@@ -68,4 +67,4 @@ def _check(plan: PreparedPlan, playbooks: tuple[str, ...], env: dict[str, str]) 
                  if line.strip()]
         first = next((line for line in lines if "ERROR" in line), None) \
             or (lines[0] if lines else "no output")
-        raise RunError(f"syntax check failed: {scrub_text(first)}", rc=done.returncode)
+        raise RunError(f"syntax check failed: {plan.scrub(first)}", rc=done.returncode)

@@ -17,6 +17,7 @@ from composable_upgrades.state.lock import acquire, stale_lock_note
 from composable_upgrades.model.deployment import Deployment
 from composable_upgrades.sources.outputs import StackOutputs
 from composable_upgrades.model.kinds import RunStatus, StageKind
+from composable_upgrades.model.secret_digests import SECRET_DIGESTS_FILE, SecretDigests
 from composable_upgrades.planning.plan import DEFAULT_SSH_USER, UpgradePlan, build_plan
 from composable_upgrades.planning.noop import noop_variant
 from composable_upgrades.render.playbooks import add_file, render_playbooks, stage_files
@@ -138,6 +139,10 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
                         ssh_user=ssh_user)
     report("rendering playbooks and inventory")
     files, data = render(plan)
+    secrets = SecretDigests.of_outputs(outputs.data)
+    if secrets:
+        # Runs mask these values verbatim in what they keep and show.
+        files[SECRET_DIGESTS_FILE] = secrets.to_json()
     if execution_nodes is not None:
         files[EXECUTION_NODES_FILE] = to_yaml(dict(execution_nodes), header=(
             "Execution nodes of this plan's runs (see doc/scale-out.rst)."))

@@ -8,12 +8,14 @@ from the task records (see :meth:`History.run`).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from composable_upgrades.errors import WorkdirError
 from composable_upgrades.model.redact import scrub_text
+from composable_upgrades.model.secret_digests import SECRET_DIGESTS_FILE, SecretDigests
 from composable_upgrades.state.results import FAILURES, RunResult, StepOutcome, TaskRecord
 from composable_upgrades.state.store import HistoryStore, RunRow
 from composable_upgrades.state.workdir import Workdir
@@ -54,7 +56,8 @@ class History:
         return pandas.DataFrame(
             [(r.run_id, r.kind, r.stage, r.status, r.started, r.ended,
               r.duration, r.hosts, r.failed_hosts, r.tasks, r.plan_sha,
-              dict(r.arguments), list(r.notes)) for r in self.store.runs()],
+              dict(r.arguments), [self.scrub(n) for n in r.notes])
+             for r in self.store.runs()],
             columns=list(RUN_COLUMNS))
 
     def run(self, run_id: str) -> RunResult:
@@ -72,7 +75,7 @@ class History:
                                f"({self._known()})", path=self.path)
         # Scrubbed again as shown: records stored by an older version, or
         # forms of secrets the run's scrubbing missed then.
-        records = [r if r.message == (clean := scrub_text(r.message))
+        records = [r if r.message == (clean := self.scrub(r.message))
                    else replace(r, message=clean)
                    for r in self.store.records(run_id)]
         return RunResult(
@@ -81,8 +84,22 @@ class History:
             ended=row.ended or 0.0, options=dict(row.arguments),
             batches=[tuple(b) for b in row.batches],
             steps=step_outcomes(records, default_time=row.started),
-            records=records, notes=[scrub_text(n) for n in row.notes],
+            records=records, notes=[self.scrub(n) for n in row.notes],
             run_dir=row.run_dir)
+
+    def scrub(self, text: str) -> str:
+        """``text`` as the history shows it: the secrets of the current and the
+        previous plan's outputs masked, then every form that
+        :func:`~composable_upgrades.model.redact.scrub_text` knows."""
+        for digests in self._digests:
+            text = digests.mask(text)
+        return scrub_text(text)
+
+    @functools.cached_property
+    def _digests(self) -> tuple[SecretDigests, ...]:
+        found = (SecretDigests.read(os.path.join(folder, SECRET_DIGESTS_FILE))
+                 for folder in (self.workdir.plan_dir, self.workdir.previous_plan_dir))
+        return tuple(d for d in found if d)
 
     def _known(self) -> str:
         runs = self.store.runs()
