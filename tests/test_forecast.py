@@ -19,7 +19,8 @@ import pytest
 import composable_upgrades as cu
 from composable_upgrades.state.results import RunResult, TaskRecord
 from composable_upgrades.state.store import HistoryStore
-from composable_upgrades.views.forecast import Learned, learn, predict
+from composable_upgrades.views.forecast_learning import Learned, learn
+from composable_upgrades.views.forecast_model import predict
 from tests.helpers import cli, error_line
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,22 +1,23 @@
 """The deployment model: roles, hosts, services and their upgrade tasks.
 
 :meth:`Deployment.from_outputs` turns :class:`~.outputs.StackOutputs` into
-plain, frozen data; every check of the outputs' shape happens here, so the
-rest of the SDK can trust what it gets.
+plain, frozen data; every check of the outputs' shape happens here (each
+value through :class:`~.output_values.OutputValues`), so the rest of the SDK
+can trust what it gets. Names are checked by :mod:`.names`, task lists made
+into tasks by :mod:`.tasks`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from composable_upgrades.model import attribution
-from composable_upgrades.errors import OutputsError, UnknownRoleError, UnsafeNameError
+from composable_upgrades.errors import UnknownRoleError, UnsafeNameError
+from composable_upgrades.model.names import RESERVED_GROUPS, UNDERCLOUD_GROUP
+from composable_upgrades.model.output_values import OutputValues
+from composable_upgrades.model.tasks import Task, make_tasks
 from composable_upgrades.sources.outputs import StackOutputs
-from composable_upgrades.model.steps import StepBinding, bind, is_never, task_tags
 
 #: Task lists of a role that the upgrade runs, in the order they run.
 ROLE_TASK_KINDS = ("upgrade_tasks", "post_upgrade_tasks")
@@ -24,82 +25,6 @@ EXTERNAL_KIND = "external_upgrade_tasks"
 HOST_NETWORK = "ctlplane"
 #: This project's own output key for deployment-wide converge work.
 CONVERGE_OUTPUT = "UpgradeConverge"
-
-#: Inventory groups the SDK makes beside the role groups (as TripleO's
-#: inventory has them), and Ansible's own: no role may take their names.
-UNDERCLOUD_GROUP = "Undercloud"
-OVERCLOUD_GROUP = "overcloud"
-ALLOVERCLOUD_GROUP = "allovercloud"
-EXCLUDED_GROUP = "excluded_overcloud"
-RESERVED_GROUPS = frozenset({UNDERCLOUD_GROUP, OVERCLOUD_GROUP, ALLOVERCLOUD_GROUP,
-                             EXCLUDED_GROUP, "all", "ungrouped"})
-
-#: Host names Ansible or the inventory already gives a meaning: the SDK's own
-#: undercloud host and Ansible's implicit localhost and groups.
-RESERVED_HOSTS = frozenset({"undercloud", "localhost", "all", "ungrouped",
-                            "127.0.0.1"})
-#: The longest host name DNS allows.
-MAX_HOST_NAME = 255
-
-_UNSAFE_NAME = re.compile(r"(^$|/|\\|^\.\.?$|\.\.|[\x00-\x1f\x7f])")
-# A host name is an inventory host and one item of ansible's comma-joined
-# --limit: no ',', ':', spaces or glob characters.
-_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-# Role and service names become Ansible group names and host patterns: what
-# Ansible accepts as a group name (TripleO's names all are), nothing a
-# pattern would read as a list, an exclusion or a glob.
-_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def check_name(kind: str, name: str) -> str:
-    """Return ``name`` if it is safe as a file or group name, else raise.
-
-    Host names (``kind`` "host") are further restricted to hostname
-    characters (the SDK's own ``undercloud`` host passes: see
-    :data:`RESERVED_HOSTS` for the check of the outputs' hosts); role and
-    service names must be Ansible group names, and a role may not take a
-    group the inventory has anyway.
-    """
-    if not isinstance(name, str) or _UNSAFE_NAME.search(name):
-        raise UnsafeNameError(kind, str(name))
-    if kind == "host":
-        if len(name) > MAX_HOST_NAME:
-            raise UnsafeNameError(kind, f"{name[:40]}...", reason=(
-                f"is {len(name)} characters long (a host name has at most "
-                f"{MAX_HOST_NAME})"))
-        if not _HOST_NAME.fullmatch(name):
-            raise UnsafeNameError(kind, name, reason=(
-                "is not a usable host name (letters, digits, '.', '_' and '-', "
-                "starting with a letter or digit)"))
-    if kind in ("role", "service") and not _GROUP_NAME.fullmatch(name):
-        raise UnsafeNameError(kind, name, reason=(
-            "is not a valid Ansible group name (letters, digits and '_', not "
-            "starting with a digit)"))
-    if kind == "role" and name in RESERVED_GROUPS:
-        raise UnsafeNameError(kind, name, reason=(
-            "is reserved: the inventory has a group of that name (reserved: "
-            f"{', '.join(sorted(RESERVED_GROUPS))})"))
-    return name
-
-
-@dataclass(frozen=True)
-class Task:
-    """One entry of a role's (or RoleConfig's) task list, as Heat gave it."""
-
-    kind: str
-    role: str | None
-    index: int
-    name: str
-    binding: StepBinding
-    tags: tuple[str, ...]
-    never: bool
-    service: str | None
-    evidence: str
-    body: Mapping[str, Any] = field(repr=False, compare=False)
-
-    def runs_at(self, step: int) -> bool:
-        """True if the task belongs to ``step``."""
-        return self.binding.runs_at(step)
 
 
 @dataclass(frozen=True)
@@ -180,44 +105,8 @@ class Deployment:
         return _DeploymentReader(outputs).read(stack or outputs.stack or "overcloud")
 
 
-class _DeploymentReader:
+class _DeploymentReader(OutputValues):
     """Reads and checks the outputs; errors name the output and the path."""
-
-    def __init__(self, outputs: StackOutputs) -> None:
-        self.outputs = outputs
-        self.source = outputs.source
-
-    def fail(self, key: str, message: str) -> OutputsError:
-        return OutputsError(message, source=self.source, key=key)
-
-    def mapping(self, key: str, value: Any, *, optional: bool = True
-                ) -> Mapping[str, Any]:
-        if value is None and optional:
-            return {}
-        if not isinstance(value, Mapping):
-            raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
-        return value
-
-    def str_list(self, key: str, value: Any) -> list[str]:
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(key, "expected a list of strings")
-        return value
-
-    def id_list(self, key: str, value: Any) -> list[str | None]:
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(
-                v is None or isinstance(v, str) for v in value):
-            raise self.fail(key, "expected a list of server ids (strings or "
-                            "nulls)")
-        return value
-
-    def optional_str(self, key: str, value: Any) -> str | None:
-        if value is not None and not isinstance(value, str):
-            raise self.fail(key, f"expected a string, got {type(value).__name__}")
-        return value
 
     def read(self, stack: str) -> Deployment:
         if "RoleData" not in self.outputs:
@@ -269,18 +158,6 @@ class _DeploymentReader:
                           global_vars=global_vars,
                           converge_spec=converge_spec)
 
-    def name(self, kind: str, name: Any) -> str:
-        """:func:`check_name`, the error naming the outputs it came from."""
-        try:
-            check_name(kind, name)
-            if kind == "host" and name.lower() in RESERVED_HOSTS:
-                raise UnsafeNameError(kind, name, reason=(
-                    "is reserved: the inventory or Ansible has a host or group "
-                    f"of that name (reserved: {', '.join(sorted(RESERVED_HOSTS))})"))
-        except UnsafeNameError as exc:
-            exc.args = (f"{self.source}: {exc}",)
-            raise
-        return name
 
     def check_collisions(self, hosts: Mapping[str, Host],
                          roles: Sequence[Role]) -> None:
@@ -298,22 +175,6 @@ class _DeploymentReader:
                     f"{groups[name]}: the inventory would merge them"))
                 exc.args = (f"{self.source}: {exc}",)
                 raise exc
-
-    def address(self, key: str, value: Any) -> str | None:
-        """An IP address or a host name (never a template), or None."""
-        value = self.optional_str(key, value)
-        if value is None or value == "":
-            return None
-        try:
-            ipaddress.ip_address(value)
-            return value
-        except ValueError:
-            pass
-        if len(value) > MAX_HOST_NAME or not _HOST_NAME.fullmatch(value) \
-                or ".." in value:
-            raise self.fail(key, f"{_shown(value)} is neither an IP address "
-                            "nor a host name")
-        return value
 
     def read_tasks(self, key: str, value: Any, kind: str, role: str | None,
                    services: Sequence[str]) -> tuple[Task, ...]:
@@ -376,71 +237,11 @@ class _DeploymentReader:
         return result
 
 
-def make_tasks(value: Any, *, kind: str, role: str | None,
-               services: Sequence[str], source: str, key: str) -> tuple[Task, ...]:
-    """Check a task list from ``source`` (at ``key``) and make Tasks of it."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise OutputsError(f"expected a list of tasks, got {type(value).__name__}",
-                           source=source, key=key)
-    for index, body in enumerate(value):
-        if not isinstance(body, Mapping):
-            raise OutputsError(f"a task must be a mapping, got {type(body).__name__}",
-                               source=source, key=f"{key}[{index}]")
-        when = body.get("when")
-        if when is not None and not isinstance(when, (str, list, bool)):
-            raise OutputsError("expected a string, a list or a boolean",
-                               source=source, key=f"{key}[{index}].when")
-    found = attribution.attribute(value, services)
-    return tuple(
-        Task(kind=kind, role=role, index=index, name=display_name(body),
-             binding=bind(body), tags=task_tags(body), never=is_never(body),
-             service=found[index].service, evidence=found[index].evidence,
-             body=body)
-        for index, body in enumerate(value))
-
-
-def _shown(value: str) -> str:
-    """``value`` quoted for a one-line message, cut if long."""
-    return repr(value if len(value) <= 60 else value[:60] + "...")
-
-
 def _at(values: Sequence[Any], index: int) -> Any:
     return values[index] if index < len(values) else None
 
 
-def display_name(task: Mapping[str, Any]) -> str:
-    """The task's name, or a stand-in that says what an unnamed task is."""
-    name = task.get("name")
-    if isinstance(name, str) and name:
-        return name
-    if "block" in task:
-        first = _first_named(task["block"])
-        return f"(unnamed block; first: {first})" if first else "(unnamed block)"
-    module = next((k for k in task if k not in _TASK_KEYWORDS), "task")
-    return f"(unnamed {module})"
-
-
-def _first_named(tasks: Any) -> str | None:
-    if not isinstance(tasks, list):
-        return None
-    for task in tasks:
-        if isinstance(task, Mapping):
-            if isinstance(task.get("name"), str):
-                return task["name"]
-            inner = _first_named(task.get("block"))
-            if inner:
-                return inner
-    return None
-
-
-# Task keywords that are not the module (for naming unnamed tasks).
-_TASK_KEYWORDS = frozenset({
-    "name", "when", "tags", "vars", "become", "become_user", "register",
-    "delegate_to", "run_once", "ignore_errors", "failed_when",
-    "changed_when", "loop", "with_items", "loop_control", "environment",
-    "no_log", "args", "until", "retries", "delay", "notify", "check_mode",
-    "any_errors_fatal", "rescue", "always", "block", "throttle",
-    "ignore_unreachable", "delegate_facts", "with_dict", "with_sequence",
-})
+# Task, make_tasks and UNDERCLOUD_GROUP stay importable from here, where they
+# were first (planning.prepared and planning.converge_work import them so).
+__all__ = ["CONVERGE_OUTPUT", "Deployment", "EXTERNAL_KIND", "HOST_NETWORK", "Host",
+           "ROLE_TASK_KINDS", "Role", "Task", "UNDERCLOUD_GROUP", "make_tasks"]

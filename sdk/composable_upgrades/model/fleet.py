@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from composable_upgrades.model.deployment import check_name
+from composable_upgrades.model.names import check_name
 from composable_upgrades.errors import FleetError, OptionError
 from composable_upgrades.model.steps import step_name
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from composable_upgrades.formats.serialize import Unsafe
-from composable_upgrades.model.deployment import Task
+from composable_upgrades.model.tasks import Task
 from composable_upgrades.planning.prepared import UNATTRIBUTED
 
 _END_RAW = re.compile(r"\{%[-+]?\s*endraw\s*[-+]?%\}")

@@ -18,8 +18,9 @@ from composable_upgrades.planning.prepared import UNATTRIBUTED, PreparedPlan
 from composable_upgrades.planning.stages import unknown_stage
 from composable_upgrades.planning.converge_work import load_converge_work
 from composable_upgrades.planning.dependencies import Dependencies, order_tasks, stable_order
-from composable_upgrades.model.deployment import (
-    EXTERNAL_KIND, OVERCLOUD_GROUP, UNDERCLOUD_GROUP, Deployment, Task)
+from composable_upgrades.model.deployment import EXTERNAL_KIND, Deployment
+from composable_upgrades.model.names import OVERCLOUD_GROUP, UNDERCLOUD_GROUP
+from composable_upgrades.model.tasks import Task
 from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.model.steps import STEP_RANGES, step_name
 from composable_upgrades.planning.variables import select_vars, used_names

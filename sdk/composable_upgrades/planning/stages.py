@@ -17,7 +17,8 @@ from functools import cache
 from typing import Any
 
 from composable_upgrades.errors import InputFileError, StageError, UnknownRoleError
-from composable_upgrades.model.deployment import Deployment, check_name
+from composable_upgrades.model.deployment import Deployment
+from composable_upgrades.model.names import check_name
 from composable_upgrades.formats.package_data import load_package_yaml
 from composable_upgrades.formats.serialize import load_yaml_file
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from composable_upgrades.model.deployment import (
-    ALLOVERCLOUD_GROUP, EXCLUDED_GROUP, OVERCLOUD_GROUP, UNDERCLOUD_GROUP, Host)
+from composable_upgrades.model.deployment import Host
+from composable_upgrades.model.names import (
+    ALLOVERCLOUD_GROUP, EXCLUDED_GROUP, OVERCLOUD_GROUP, UNDERCLOUD_GROUP)
 from composable_upgrades.model.fleet import Fleet
 from composable_upgrades.model.redact import is_secret_key, scrub_text, secret_values
 from composable_upgrades.planning.variables import used_names

@@ -1,55 +1,47 @@
 """The executor that runs steps with ansible-runner on this machine.
 
-The one module that imports ``ansible_runner``. ansible-playbook runs in
-ansible-runner's default (pexpect) mode: it reads events as they come, asks
-the cancel callback between reads, and starts ansible-playbook in a session
-of its own, so a Ctrl-C at the terminal reaches this process only (see
-doc/performance.rst for why not the subprocess mode).
+ansible-playbook runs in ansible-runner's default (pexpect) mode: it reads
+events as they come, asks the cancel callback between reads, and starts
+ansible-playbook in a session of its own, so a Ctrl-C at the terminal reaches
+this process only (see doc/performance.rst for why not the subprocess mode).
 
-A batch runs in lanes (:mod:`.lanes`): one ansible-playbook process per role,
-alive across the batch's steps, each held at a barrier between steps until
-the run releases it. The roles of one wave of a step run at once; the next
-wave starts when they have all finished. :meth:`AnsibleExecutor.run_step`
-runs one step as one call (one process for the step's plays, in order).
-Each step is also appended to the run's reproduce script as that one call,
-from the same argv as a dry run shows.
+A batch runs in lanes (:mod:`.lanes`, :mod:`.lane_session`): one
+ansible-playbook process per role, alive across the batch's steps, each held
+at a barrier between steps until the run releases it. The roles of one wave
+of a step run at once; the next wave starts when they have all finished.
+:meth:`AnsibleExecutor.run_step` runs one step as one call (one process for
+the step's plays, in order). Each step is also appended to the run's
+reproduce script as that one call, from the same argv as a dry run shows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import shlex
 import shutil
 import sys
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from composable_upgrades.errors import RunError, WorkdirError
-from composable_upgrades.model.deployment import UNDERCLOUD_GROUP
+from composable_upgrades.errors import RunError
 from composable_upgrades.model.fleet import FAULT_TAG, Fleet
-from composable_upgrades.model.kinds import StageKind
+from composable_upgrades.model.names import UNDERCLOUD_GROUP
 from composable_upgrades.planning.plan import UNDERCLOUD_HOST
-from composable_upgrades.planning.prepared import PreparedPlan, PreparedStage
+from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.run.ansible_events import StepEvents, TaskIndex
 from composable_upgrades.run.environment import path_for
 from composable_upgrades.run.executor import (
     BatchJob, BatchSession, StepCallbacks, StepJob, StepReport, StepwiseSession)
-from composable_upgrades.run.lanes import (
-    BARRIER, PLAYING, LanePlan, install_barrier_plugin, lane_forks, lane_playbook,
-    lane_steps)
+from composable_upgrades.run.lane_session import LaneSession
 from composable_upgrades.run.options import RunOptions, ansible_command
+from composable_upgrades.run.run_folder import start_run_folder
 from composable_upgrades.state.results import REPRODUCE_SCRIPT
 
 #: ansible-playbook's exit code when ansible-runner could not start it.
 _NOT_FOUND = 127
 #: ansible-runner's status of a run its cancel callback stopped.
 _CANCELED = "canceled"
-#: Seconds between two checks of the stop request while events are awaited.
-_POLL = 0.05
 
 
 def ansible_playbook_binary() -> str:
@@ -165,315 +157,3 @@ class AnsibleExecutor:
         says what ran."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.run_dir, "artifacts", ident, "command"))
-
-
-@dataclass
-class Lane:
-    """One running lane: its plan, process, events and where it stands.
-
-    Barrier ``i`` comes before ``plan.steps[i]``: a lane that has reached
-    barrier ``released`` has finished every step it was let into.
-    """
-
-    plan: LanePlan
-    #: The hosts still playing, as the last barrier reported them.
-    playing: frozenset[str]
-    events: StepEvents | None = None
-    released: int = 0
-    reached: int = 0
-    ended: bool = False
-    rc: int | None = None
-    status: str | None = None
-    cancel: bool = False
-    thread: threading.Thread | None = field(default=None, repr=False)
-
-    @property
-    def next_step(self) -> int | str | None:
-        """The step the lane may be let into next (None: no step left)."""
-        steps = self.plan.steps
-        return steps[self.released] if self.released < len(steps) else None
-
-    @property
-    def settled(self) -> bool:
-        """Whether the lane has finished the steps it was let into."""
-        return self.ended or self.reached > self.released
-
-
-class LaneSession:
-    """The lanes of one batch: see :mod:`.lanes`.
-
-    Events of every lane's process come through one queue and are handled in
-    the calling thread, so records reach the run's sink in order per lane.
-    """
-
-    def __init__(self, executor: AnsibleExecutor, job: BatchJob) -> None:
-        self.executor = executor
-        self.job = job
-        self.stage: PreparedStage = executor.plan.stage(job.stage)
-        self.lane_dir = os.path.join(executor.run_dir, "lanes")
-        self.gate_dir = os.path.join(self.lane_dir, f"batch{job.batch}-barriers")
-        os.makedirs(self.gate_dir, exist_ok=True)
-        install_barrier_plugin(self.lane_dir)
-        self.events: queue.Queue[tuple[Lane, str, Any]] = queue.Queue()
-        self.lanes: dict[str, Lane] = {}
-        self.started = 0
-        batch = set(job.hosts)
-        self.by_role = {play.role: len(batch.intersection(play.hosts))
-                        for step in self.stage.steps for play in step.plays}
-
-    # -- the BatchSession protocol -------------------------------------------
-
-    def run_step(self, job: StepJob, callbacks: StepCallbacks) -> StepReport:
-        """Release the step's waves one after the other; see :mod:`.lanes`."""
-        self.executor.note_step(job)
-        step = self.stage.step(job.step)
-        hosts = set(job.hosts)
-        wanted = {play.role: hosts.intersection(play.hosts) for play in step.plays}
-        report = _Report()
-        # The records in the order they came, across the lanes (as the sink
-        # got them).
-        given = callbacks
-        callbacks = StepCallbacks(
-            task=given.task, stop_now=given.stop_now,
-            record=lambda record: (report.records.append(record),
-                                   given.record(record))[-1])
-        for wave in step.waves:
-            roles = [r for r in wave if wanted.get(r)]
-            lanes = [self.lane_for(role, job.step, frozenset(wanted[role]), callbacks)
-                     for role in roles]
-            for lane in lanes:
-                lane.events.step = job.step
-                lane.events.callbacks = _naming_role(callbacks, lane.plan.role) \
-                    if len(wave) > 1 else callbacks
-                lane.events.records = []
-                self.release(lane, job.step)
-            if not self.wait(lambda: all(lane.settled for lane in lanes), callbacks):
-                report.interrupted = True
-                break
-            for lane in lanes:
-                report.add(lane, job.step, wanted[lane.plan.role])
-            if report.failed and not self.stage_continues_on_failure():
-                break
-        return report.done()
-
-    def close(self) -> None:
-        """Stop the lanes still waiting for a step; wait for every process."""
-        for lane in self.lanes.values():
-            if not lane.ended:
-                lane.cancel = True
-        self.wait(lambda: all(lane.ended for lane in self.lanes.values()), None)
-        for lane in self.lanes.values():
-            if lane.thread is not None:
-                lane.thread.join()
-
-    # -- lanes ---------------------------------------------------------------
-
-    def stage_continues_on_failure(self) -> bool:
-        """Whether other plays of a step go on after a host failed: in the
-        batched stages only (the others' plays are any_errors_fatal)."""
-        return self.stage.kind == StageKind.BATCHED
-
-    def lane_for(self, role: str, step: int | str, hosts: frozenset[str],
-                 callbacks: StepCallbacks) -> Lane:
-        """The lane that runs ``role``'s play of ``step`` on ``hosts``: the
-        current one if it waits for that step with those hosts, else a new one."""
-        lane = self.lanes.get(role)
-        if (lane is not None and not lane.ended and lane.next_step == step
-                and lane.playing == hosts):
-            return lane
-        if lane is not None and not lane.ended:
-            lane.cancel = True
-            self.wait(lambda: lane.ended, None)
-        return self.start_lane(role, step, hosts, callbacks)
-
-    def start_lane(self, role: str, step: int | str, hosts: frozenset[str],
-                   callbacks: StepCallbacks) -> Lane:
-        """Start a lane of ``role`` from ``step`` on ``hosts``."""
-        import ansible_runner
-
-        self.started += 1
-        executor, job = self.executor, self.job
-        steps = lane_steps(self.stage, role, job.steps, step)
-        ordered = tuple(h for h in job.hosts if h in hosts)
-        plan = LanePlan(
-            name=f"batch{job.batch}-{role}-{self.started}", role=role, hosts=ordered,
-            steps=steps, forks=lane_forks(self.total_forks(), self.stage, role,
-                                          len(ordered), self.by_role, steps))
-        path = os.path.join(self.lane_dir, f"{plan.name}.yaml")
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(lane_playbook(executor.plan, self.stage, plan, self.gate_dir,
-                                       os.getpid()))
-        lane = Lane(plan=plan, playing=hosts)
-        lane.events = StepEvents(
-            run_id=job.run_id, stage=job.stage, batch=job.batch, step=step,
-            callbacks=callbacks, roles=executor.roles, task_index=executor.task_index,
-            barrier=BARRIER, on_barrier=lambda task, data: _at_barrier(lane, task, data),
-            scrub=executor.plan.scrub)
-        argv = ansible_command(
-            RunOptions.build(executor.options(job.options, ordered), forks=plan.forks),
-            binary=executor.binary, inventory=executor.inventory, hosts=ordered,
-            playbook=path)
-        try:
-            thread, _ = ansible_runner.run_async(
-                **executor.runner_arguments(argv, plan.name),
-                event_handler=lambda event: self.events.put((lane, "event", event))
-                or False,
-                cancel_callback=lambda: lane.cancel,
-                finished_callback=lambda runner: self.events.put(
-                    (lane, "end", (runner.rc, runner.status))))
-        except Exception as exc:  # ansible-runner raises plain exceptions
-            raise RunError(f"cannot run ansible-playbook for {role}: {exc}",
-                           stage=job.stage, step=step) from exc
-        lane.thread = thread
-        self.lanes[role] = lane
-        return lane
-
-    def total_forks(self) -> int:
-        """The run's forks, which the lanes of a wave share."""
-        forks = self.job.options.forks or self.executor.env.get("ANSIBLE_FORKS")
-        try:
-            return max(1, int(forks or 5))
-        except ValueError:
-            return 5
-
-    def release(self, lane: Lane, step: int | str) -> None:
-        """Let ``lane`` into ``step``."""
-        path = lane.plan.gate_file(self.gate_dir, step)
-        with open(path + ".tmp", "w", encoding="utf-8") as handle:
-            handle.write("go\n")
-        os.replace(path + ".tmp", path)
-        lane.released += 1
-
-    def wait(self, until: Callable[[], bool],
-             callbacks: StepCallbacks | None) -> bool:
-        """Handle the lanes' events until ``until()``; False if a stop cut it
-        short (every lane is then cancelled and ended)."""
-        stopping = False
-        while not until():
-            if callbacks is not None and not stopping and callbacks.stop_now():
-                stopping = True
-                for lane in self.lanes.values():
-                    lane.cancel = True
-                until = lambda: all(lane.ended for lane in self.lanes.values())  # noqa: E731
-            try:
-                lane, kind, payload = self.events.get(timeout=_POLL)
-            except queue.Empty:
-                self.bury_dead_lanes()
-                continue
-            self.handle(lane, kind, payload)
-        return not stopping
-
-    def bury_dead_lanes(self) -> None:
-        """End the lanes whose thread died without saying so (ansible-runner
-        failed before its finished callback): an exit without stats."""
-        for lane in self.lanes.values():
-            if not lane.ended and lane.thread is not None and not lane.thread.is_alive() \
-                    and self.events.empty():
-                lane.rc, lane.status, lane.ended = 1, "error", True
-
-    def handle(self, lane: Lane, kind: str, payload: Any) -> None:
-        """One event of ``lane``'s process."""
-        if kind == "event":
-            lane.events.handle(payload)
-        else:
-            lane.rc, lane.status = payload
-            lane.ended = True
-            self.executor.forget_command(lane.plan.name)
-
-
-def _naming_role(callbacks: StepCallbacks, role: str) -> StepCallbacks:
-    """``callbacks`` whose task names say the role: plays run at once."""
-    return StepCallbacks(task=lambda name: callbacks.task(f"{role}: {name}"),
-                         record=callbacks.record, stop_now=callbacks.stop_now)
-
-
-def _at_barrier(lane: Lane, task: str, data: Mapping[str, Any]) -> None:
-    """A result of a barrier task of ``lane``: at "playing", the hosts left."""
-    if task.endswith(PLAYING):
-        res = data.get("res") or {}
-        lane.playing = frozenset(res.get("ansible_play_hosts") or ())
-        lane.reached += 1
-
-
-class _Report:
-    """A step's report, put together from its lanes."""
-
-    def __init__(self) -> None:
-        self.rc = 0
-        self.failed: set[str] = set()
-        self.interrupted = False
-        self.records: list = []
-        self.output: list[str] = []
-        self.notes: list[str] = []
-
-    def add(self, lane: Lane, step: int | str, hosts: Iterable[str]) -> None:
-        """What ``lane`` did of ``step`` on ``hosts``."""
-        hosts = set(hosts)
-        if not lane.ended:
-            self.failed |= hosts - lane.playing
-            return
-        rc = lane.rc if isinstance(lane.rc, int) else 1
-        if rc == _NOT_FOUND:
-            raise RunError(f"ansible-playbook not found ({lane.plan.name})",
-                           step=step, rc=rc)
-        stats = lane.events.stats_failed
-        if stats is not None:
-            # The process's exit code covers every step it ran (4 for a host
-            # unreachable two steps ago): this step's failures are its hosts
-            # that the final stats count.
-            failed = hosts & stats
-        else:
-            failed = hosts & lane.events.failed
-            if rc != 0 and not failed:
-                # The process ended without stats or a host failing (a
-                # syntax error, a missing module, a crash): the step did not
-                # run on its hosts.
-                failed = hosts
-                said = " / ".join(line for line in lane.events.output if line)
-                self.notes.append(f"ansible-playbook exited {rc} at step {step} "
-                                  f"({lane.plan.role}): {said or 'no output'}")
-        self.failed |= failed
-        if failed and rc != 0:
-            self.rc = self.rc or rc
-        self.output.extend(lane.events.output)
-
-    def done(self) -> StepReport:
-        """The report."""
-        return StepReport(rc=self.rc if not self.interrupted else 254,
-                          failed=frozenset(() if self.interrupted else self.failed),
-                          interrupted=self.interrupted, records=tuple(self.records),
-                          output=tuple(self.output[-3:]), notes=tuple(self.notes))
-
-
-def start_run_folder(run_dir: str, plan_path: str, env: Mapping[str, str],
-                     header: str) -> None:
-    """Create a run's folder: ansible-runner's settings, and the reproduce
-    script's start (``header`` as comments, the run's environment exported)."""
-    try:
-        os.makedirs(run_dir)
-    except OSError as exc:
-        raise WorkdirError(f"cannot create the run folder: {exc.strerror}",
-                           path=os.path.dirname(run_dir)) from exc
-    write_runner_settings(run_dir)
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
-    comments = "".join(f"# {line}\n" for line in header.splitlines())
-    path = os.path.join(run_dir, REPRODUCE_SCRIPT)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(f"#!/usr/bin/env bash\n{comments}set -euo pipefail\n"
-                     f"cd {shlex.quote(plan_path)}\n{exports}")
-    os.chmod(path, 0o755)
-
-
-def write_runner_settings(run_dir: str) -> None:
-    """ansible-runner settings of every step of a run.
-
-    No stdout file: it would hold task output unredacted, and the records
-    stream to the run history instead. (ansible-runner reads its settings
-    from ``env/settings`` and drops any passed in when that file is missing.)
-    """
-    os.makedirs(os.path.join(run_dir, "env"))
-    with open(os.path.join(run_dir, "env", "settings"), "w", encoding="utf-8") as handle:
-        # A short pexpect timeout: the cancel callback is asked that often.
-        handle.write('{"suppress_output_file": true, "pexpect_timeout": 0.2}\n')
-
-

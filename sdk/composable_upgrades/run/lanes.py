@@ -12,7 +12,7 @@ every host of the batch has finished step N and whether step N+1 starts.
 The barrier play first reports which of the lane's hosts are still playing
 (``ansible_play_hosts``: Ansible drops failed and unreachable hosts from the
 plays that follow), which is how the run learns, step by step, who failed.
-Nothing here starts a process; :mod:`.ansible` does.
+Nothing here starts a process; :mod:`.lane_processes` does.
 """
 
 from __future__ import annotations

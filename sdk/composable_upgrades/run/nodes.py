@@ -36,7 +36,7 @@ from typing import Any, Union
 
 from composable_upgrades.errors import InputFileError, OptionError
 from composable_upgrades.formats.serialize import load_yaml_file
-from composable_upgrades.model.deployment import UNDERCLOUD_GROUP
+from composable_upgrades.model.names import UNDERCLOUD_GROUP
 from composable_upgrades.planning.plan import UNDERCLOUD_HOST
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.state.prepare import EXECUTION_NODES_FILE

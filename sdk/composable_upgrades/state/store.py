@@ -12,12 +12,12 @@ The schema (:mod:`.store_schema`) is versioned by ``PRAGMA user_version`` and
 migrated forward when a store opens the file for writing; the file is in WAL
 mode, so the history can be read while a run writes it. Only what the run already holds is stored:
 task messages are scrubbed of secrets by the executor, and the arguments are
-the run's options (redacted once more, in case a caller passes a secret).
+the run's options (redacted once more, in case a caller passes a secret:
+:mod:`.run_rows` writes the ``runs`` table).
 """
 
 from __future__ import annotations
 
-import json
 import operator
 import os
 import sqlite3
@@ -29,8 +29,7 @@ from typing import Any
 
 from composable_upgrades.errors import WorkdirError
 from composable_upgrades.model.kinds import RunKind, RunStatus
-from composable_upgrades.model.redact import redact
-from composable_upgrades.state import store_schema
+from composable_upgrades.state import run_rows, store_schema
 from composable_upgrades.state.results import RunResult, TaskRecord
 from composable_upgrades.state.store_reader import HistoryReader, RunRow
 from composable_upgrades.state.store_schema import SCHEMA_VERSION, TASK_COLUMNS
@@ -55,17 +54,8 @@ def new_run_id(kind: str, started: float | None = None) -> str:
     return f"{stamp}-{kind}-{uuid.uuid4().hex[:6]}"
 
 
-def _json(value: Any) -> str:
-    return json.dumps(redact(value), sort_keys=True, default=str)
-
-
 #: A record as a ``tasks`` row (the TEXT column turns a step number to text).
 _record_row = operator.attrgetter(*TASK_COLUMNS)
-
-
-def _run_kind(result: RunResult) -> RunKind:
-    from composable_upgrades.planning.stages import CONVERGE
-    return RunKind.CONVERGE if result.stage == CONVERGE else RunKind.STAGE
 
 
 class HistoryStore(HistoryReader):
@@ -110,14 +100,7 @@ class HistoryStore(HistoryReader):
             self._buffer.clear()
             self.error = None
             self.written = 0
-            self._write(lambda db: db.execute(
-                "INSERT INTO runs (run_id, kind, stage, plan_sha, arguments, "
-                "started, status, notes, batches, run_dir) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (result.run_id, _run_kind(result), result.stage,
-                 result.plan_sha, _json(dict(result.options)), result.started,
-                 RunStatus.RUNNING, _json(list(result.notes)),
-                 _json([list(b) for b in result.batches]), result.run_dir)))
+            self._write(lambda db: run_rows.insert_run(db, result))
 
     def add(self, record: TaskRecord) -> None:
         """Buffer one record; write the buffer when it is full or old."""
@@ -140,12 +123,7 @@ class HistoryStore(HistoryReader):
             if self.error:
                 result.notes.append(f"the run history is incomplete: {self.error}")
             try:
-                self._write(lambda db: db.execute(
-                    "UPDATE runs SET ended = ?, status = ?, notes = ?, "
-                    "batches = ?, run_dir = ? WHERE run_id = ?",
-                    (result.ended, result.status, _json(list(result.notes)),
-                     _json([list(b) for b in result.batches]), result.run_dir,
-                     result.run_id)))
+                self._write(lambda db: run_rows.update_run(db, result))
             except WorkdirError as exc:
                 if not self.error:
                     self.error = str(exc)
@@ -161,11 +139,8 @@ class HistoryStore(HistoryReader):
         """Record a prepare; returns its run id."""
         run_id = new_run_id(RunKind.PREPARE, started)
         with self._lock:
-            self._write(lambda db: db.execute(
-                "INSERT INTO runs (run_id, kind, stage, plan_sha, arguments, "
-                "started, ended, status, notes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, RunKind.PREPARE, None, plan_sha, _json(dict(arguments)),
-                 started, ended, status, _json(list(notes)))))
+            self._write(lambda db: run_rows.insert_prepare(
+                db, run_id, plan_sha, arguments, started, ended, status, notes))
             self._close()
         return run_id
 
@@ -177,27 +152,9 @@ class HistoryStore(HistoryReader):
         their ids. Only for a caller that holds the stack's run lock, so
         that no run is alive."""
         marked: list[str] = []
-
-        def work(db: sqlite3.Connection) -> None:
-            rows = db.execute(
-                "SELECT r.run_id, r.started, r.notes, MAX(t.start + "
-                "COALESCE(t.duration, 0)) FROM runs r LEFT JOIN tasks t "
-                "ON t.run_id = r.run_id WHERE r.status = ? GROUP BY r.run_id",
-                (RunStatus.RUNNING,)).fetchall()
-            for run_id, started, notes, last in rows:
-                try:
-                    kept = list(json.loads(notes))
-                except ValueError:
-                    kept = []
-                db.execute("UPDATE runs SET status = ?, ended = ?, notes = ? "
-                           "WHERE run_id = ?",
-                           (RunStatus.INTERRUPTED, max(started, last or started),
-                            _json([*kept, note]), run_id))
-                marked.append(run_id)
-
         with self._lock:
             try:
-                self._write(work)
+                self._write(lambda db: marked.extend(run_rows.mark_interrupted(db, note)))
             finally:
                 self._close()
         return marked

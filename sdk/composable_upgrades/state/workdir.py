@@ -6,7 +6,7 @@ python-tripleoclient keeps its own files in ``~/overcloud-deploy/<stack>/``
 
     composable-upgrade/
       plan/              the current plan (playbooks, inventory, plan.json)
-      plan.previous/     the plan it replaced, for diffs
+      plan.previous/     the plan it replaced, for diffs (see :mod:`.plan_swap`)
       state/             journal of finished units, run lock
       runs/              one ansible-runner folder per run
       history.sqlite     run history
@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from composable_upgrades.errors import PlanNotFoundError, UnsafeNameError, WorkdirError
 from composable_upgrades.planning.plan import PLAN_FORMAT
 from composable_upgrades.planning.prepared import PreparedPlan
+from composable_upgrades.state.plan_swap import PROBE, PlanSwap
 
 SUBDIR = "composable-upgrade"
 PLAN_FILE = "plan.json"
@@ -37,11 +37,6 @@ HASH_FILE = "plan.sha256"
 WRITTEN_PATHS = ("plan", "plan.previous", "state", "runs", "history.sqlite",
                  "history.sqlite-wal", "history.sqlite-shm",
                  "history.sqlite-journal", "state/lock", "state/journal.jsonl")
-# Left behind by a prepare that was killed: a new plan being written, the
-# plan.previous being replaced, a writability probe.
-_STAGING = ".plan.tmp-"
-_ASIDE = ".previous.old-"
-_PROBE = ".probe-"
 # A stack name as Heat accepts it: a plain name, never a path.
 _STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
@@ -144,7 +139,7 @@ class Workdir:
                                f"{exc.strerror}", path=self.path) from exc
         refuse_symlinks(self.root)
         try:
-            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=_PROBE)
+            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=PROBE)
             probe.close()
         except OSError as exc:
             raise WorkdirError(f"working directory is not writable: "
@@ -152,81 +147,13 @@ class Workdir:
 
     def recover(self) -> list[str]:
         """Finish or undo what a killed prepare left (call it holding the
-        lock); returns what was done, for notes.
+        lock); returns what was done, for notes (see :meth:`.PlanSwap.recover`)."""
+        return self.swap.recover()
 
-        A kill between the renames of a swap can leave no ``plan`` (it was
-        renamed to ``plan.previous``) or no ``plan.previous`` (it was set
-        aside): both are put back; staging folders and probes are removed.
-        """
-        done = []
-        try:
-            names = sorted(os.listdir(self.root))
-        except OSError:
-            return done
-        asides = [os.path.join(self.root, n) for n in names if n.startswith(_ASIDE)]
-        if not os.path.isdir(self.plan_dir) and os.path.isdir(self.previous_plan_dir):
-            os.rename(self.previous_plan_dir, self.plan_dir)
-            done.append("put back the plan a killed prepare had moved aside")
-        for aside in asides:
-            kept = os.path.join(aside, "plan")
-            if not os.path.exists(self.previous_plan_dir) and os.path.isdir(kept):
-                os.rename(kept, self.previous_plan_dir)
-            shutil.rmtree(aside, ignore_errors=True)
-        leftovers = [n for n in names if n.startswith((_STAGING, _PROBE))]
-        for name in leftovers:
-            path = os.path.join(self.root, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.unlink(path)
-        if leftovers or asides:
-            done.append(f"removed {len(leftovers) + len(asides)} temporary "
-                        "folders a killed prepare left")
-        return done
-
-    def _swap_in(self, staging: str) -> tuple[Callable[[], None], Callable[[], None]]:
-        """Make ``staging`` the plan, the plan ``plan.previous``; undo on error.
-
-        Returns ``(commit, undo)``: ``commit`` drops the plan.previous that
-        was replaced, ``undo`` puts everything back as it was before.
-        """
-        if not os.path.isdir(self.plan_dir):
-            os.rename(staging, self.plan_dir)
-            return (lambda: None), (lambda: self._discard(self.plan_dir))
-        aside = None
-        if os.path.isdir(self.previous_plan_dir):
-            aside = tempfile.mkdtemp(prefix=_ASIDE, dir=self.root)
-            os.rename(self.previous_plan_dir, os.path.join(aside, "plan"))
-        try:
-            os.rename(self.plan_dir, self.previous_plan_dir)
-            try:
-                os.rename(staging, self.plan_dir)
-            except OSError:
-                os.rename(self.previous_plan_dir, self.plan_dir)
-                raise
-        except OSError:
-            if aside:
-                os.rename(os.path.join(aside, "plan"), self.previous_plan_dir)
-                os.rmdir(aside)
-            raise
-
-        def commit() -> None:
-            if aside:
-                shutil.rmtree(aside, ignore_errors=True)
-
-        def undo() -> None:
-            self._discard(self.plan_dir)
-            os.rename(self.previous_plan_dir, self.plan_dir)
-            if aside:
-                os.rename(os.path.join(aside, "plan"), self.previous_plan_dir)
-                os.rmdir(aside)
-        return commit, undo
-
-    def _discard(self, directory: str) -> None:
-        """Remove ``directory`` (renamed first, so it goes at once)."""
-        trash = tempfile.mkdtemp(prefix=_STAGING, dir=self.root)
-        os.rename(directory, os.path.join(trash, "plan"))
-        shutil.rmtree(trash, ignore_errors=True)
+    @property
+    def swap(self) -> PlanSwap:
+        """The swap of a new plan folder for the current one."""
+        return PlanSwap(self.root, self.plan_dir, self.previous_plan_dir)
 
     def write_plan(self, files: Mapping[str, str], digest: str | None = None, *,
                    then: Callable[[bool], None] | None = None) -> bool:
@@ -245,23 +172,14 @@ class Workdir:
             if then:
                 then(False)
             return False
-        staging = tempfile.mkdtemp(prefix=_STAGING, dir=self.root)
+        swap = self.swap
+        staging = swap.staging()
         try:
-            for relative, text in sorted(files.items()):
-                target = os.path.join(staging, relative)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                with open(target, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-            with open(os.path.join(staging, HASH_FILE), "w", encoding="utf-8") as handle:
-                handle.write(digest + "\n")
-            commit, undo = self._swap_in(staging)
+            commit, undo = swap.swap_in(
+                staging, [*sorted(files.items()), (HASH_FILE, digest + "\n")])
         except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
             raise WorkdirError(f"cannot write the plan: {exc.strerror}",
                                path=self.root) from exc
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         try:
             if then:
                 then(True)

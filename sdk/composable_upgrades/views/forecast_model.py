@@ -1,0 +1,259 @@
+"""The forecast's statistical model: a stage played out many times.
+
+:func:`predict` draws each host's duration from what was recorded (a
+smoothed bootstrap, so that the slowest of many hosts can be slower than the
+slowest one seen), adds the contention its wave's concurrency gives,
+schedules the hosts of each lane on its forks, adds the overheads drawn from
+those seen, and repeats: the median and the 90th percentile of those draws
+are the figures (see :mod:`.forecast` for what a stage's time is made of).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from composable_upgrades.errors import StageError
+from composable_upgrades.model.kinds import StageKind
+from composable_upgrades.planning.prepared import PreparedPlan, PreparedStage
+from composable_upgrades.run.environment import default_forks
+from composable_upgrades.run.lanes import lane_forks, lane_steps
+from composable_upgrades.run.limits import batches_of
+from composable_upgrades.views.forecast_learning import Key, Learned
+from composable_upgrades.views.forecast_report import Estimate, Forecast
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy
+
+#: How many times a forecast plays the stage out.
+DRAWS = 400
+#: The draws' seed: the same plan, history and options give the same figures.
+SEED = 16
+#: The quantiles a forecast gives.
+P50, P90 = 0.5, 0.9
+
+
+def predict(plan: PreparedPlan, learned: Learned, *, stage: str | None = None,
+            batch_size: int | str | Sequence[int | str] | None = None,
+            forks: int | None = None, draws: int = DRAWS) -> Forecast:
+    """The forecast of ``plan`` from what was ``learned``; see
+    :func:`.forecast.forecast`."""
+    import numpy
+
+    total_forks = int(forks) if forks else default_forks()
+    size = _batch_size(batch_size)
+    stages = [plan.stage(stage)] if stage else list(plan.stages)
+    if stage and size is not None and stages[0].kind != StageKind.BATCHED:
+        raise StageError(f"stage {stage!r} runs all its hosts together; a batch "
+                         "size applies to the batched stages", stage=stage)
+    rng = numpy.random.default_rng(SEED)
+    # The slope is uncertain, and its error weighs on every host at once.
+    contention = numpy.clip(rng.normal(learned.contention, learned.contention_error,
+                                       size=(draws, 1)), 0.0, None)
+    out_stages, out_batches, out_steps = [], [], []
+    layout = {}
+    for st in stages:
+        batches = _stage_batches(plan, st, size)
+        layout[st.name] = tuple(batches)
+        stage_draws = numpy.zeros(draws)
+        missing: list[str] = []
+        observed: set[Key] = set()
+        at = 0.0
+        for number, batch in enumerate(batches, start=1):
+            batch_draws = numpy.zeros(draws)
+            first = True
+            for step in st.steps:
+                in_play = set(batch) & step.hosts
+                if not in_play:
+                    continue
+                values, keys, gaps = _step_draws(st, step, batch, total_forks, learned,
+                                                 contention, rng, draws)
+                overhead = learned.startup if first else learned.barrier
+                values = values + _bootstrap(overhead, rng, draws)
+                first = False
+                missing.extend(g for g in gaps if g not in missing)
+                observed.update(keys)
+                count = sum(learned.observations(*k) for k in keys)
+                known = bool(keys)
+                p50, p90 = _quantiles(values) if known else (None, None)
+                out_steps.append(Estimate(
+                    st.name, number, step.number, len(in_play), p50, p90, count,
+                    tuple(gaps), start=at))
+                at += p50 or 0.0
+                batch_draws += values
+            p50, p90 = _quantiles(batch_draws)
+            out_batches.append(Estimate(st.name, number, None, len(batch), p50, p90,
+                                        sum(e.observations for e in out_steps
+                                            if e.stage == st.name and e.batch == number)))
+            stage_draws += batch_draws
+        stage_draws += _bootstrap(learned.ending, rng, draws)
+        p50, p90 = _quantiles(stage_draws)
+        known = bool(observed)
+        out_stages.append(Estimate(
+            st.name, None, None, sum(len(b) for b in batches),
+            p50 if known else None, p90 if known else None,
+            sum(learned.observations(*k) for k in observed), tuple(missing)))
+    return Forecast(stages=tuple(out_stages), batches=tuple(out_batches),
+                    steps=tuple(out_steps), batch_size=size, forks=total_forks,
+                    learned=learned, batch_hosts=layout)
+
+
+def _batch_size(value: int | str | Sequence[int | str] | None) -> str | None:
+    """``run --batch-size``'s text for ``value`` (a list becomes ``1,5,20%``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _stage_batches(plan: PreparedPlan, stage: PreparedStage,
+                   size: str | None) -> list[tuple[str, ...]]:
+    """The batches ``run`` would make of every host of ``stage``."""
+    hosts = list(stage.hosts)
+    if stage.kind != StageKind.BATCHED or size is None:
+        return [tuple(hosts)] if hosts else []
+    return batches_of(hosts, size, {h: plan.role_of(h) or "" for h in hosts})
+
+
+def _step_draws(stage: PreparedStage, step: Any, batch: Sequence[str], forks: int,
+                learned: Learned, contention: numpy.ndarray,
+                rng: numpy.random.Generator, draws: int
+                ) -> tuple[numpy.ndarray, list[Key], list[str]]:
+    """Draws of one step of one batch (without its overhead), the (role, step)
+    keys it rests on, and its role plays with no record."""
+    import numpy
+
+    batch_set = set(batch)
+    by_role = {play.role: len(batch_set.intersection(play.hosts))
+               for s in stage.steps for play in s.plays}
+    plays = {play.role: play for play in step.plays
+             if batch_set.intersection(play.hosts)
+             and any(not t.never for t in play.tasks)}
+    keys, gaps = [], []
+    total = numpy.zeros(draws)
+    for wave in step.waves:
+        lanes = []
+        for role in wave:
+            play = plays.get(role)
+            if play is None:
+                continue
+            tasks = learned.durations.get((role, step.number))
+            if not tasks:
+                gaps.append(f"{role} step {step.number}")
+                continue
+            keys.append((role, step.number))
+            hosts = len(batch_set.intersection(play.hosts))
+            steps = lane_steps(stage, role, stage.numbers, stage.numbers[0])
+            share = lane_forks(forks, stage, role, hosts, by_role, steps)
+            lanes.append((hosts, min(hosts, share), tasks))
+        if lanes:
+            total += _wave_draws(lanes, contention, rng, draws)
+    return total, keys, gaps
+
+
+def _smoothed(values: Sequence[float], rng: numpy.random.Generator,
+              shape: tuple[int, int]) -> numpy.ndarray:
+    """Draws from ``values`` with Gaussian noise of Silverman's bandwidth:
+    the slowest of many draws may pass the slowest value seen."""
+    import numpy
+
+    data = numpy.asarray(values, dtype=float)
+    drawn = rng.choice(data, size=shape)
+    if len(data) > 1 and data.std() > 0:
+        width = 1.06 * data.std(ddof=1) * len(data) ** -0.2
+        drawn = drawn + rng.normal(0.0, width, size=shape)
+    return numpy.clip(drawn, 0.0, None)
+
+
+def _wave_draws(lanes: list[tuple[int, int, Mapping[str, tuple[float, ...]]]],
+                contention: numpy.ndarray, rng: numpy.random.Generator,
+                draws: int) -> numpy.ndarray:
+    """Draws of one wave: the slowest of its lanes (hosts, forks, durations).
+
+    Each host's task takes its intrinsic duration plus ``contention`` times
+    the tasks running with it, averaged over its life as the records measure
+    it: first every fork of the wave busy, then, a few times over, what the
+    schedule that gives says (fewer at the end of a lane, when its last hosts
+    run alone).
+    """
+    import numpy
+
+    intrinsic = [[_smoothed(values, rng, (draws, hosts)) for values in tasks.values()]
+                 for hosts, _, tasks in lanes]
+    full = float(sum(slots for _, slots, _ in lanes))
+    concurrency = [[numpy.full_like(w, full) for w in tasks] for tasks in intrinsic]
+    for rounds in range(_REFINE + 1):
+        starts, ends, finish = [], [], []
+        for (hosts, slots, _), tasks, levels in zip(lanes, intrinsic, concurrency):
+            at = numpy.zeros(draws)
+            for w, c in zip(tasks, levels):
+                began, ended = _schedule_times(w + contention * c, slots, at)
+                starts.append(began)
+                ends.append(ended)
+                at = ended.max(axis=1)
+            finish.append(at)
+        jobs = sum(e.shape[1] for e in ends)
+        if rounds == _REFINE or not contention.any() or jobs > _REFINE_JOBS:
+            break
+        averaged = _concurrency_draws(numpy.hstack(starts), numpy.hstack(ends))
+        split = numpy.cumsum([e.shape[1] for e in ends])[:-1]
+        parts = iter(numpy.split(averaged, split, axis=1))
+        concurrency = [[next(parts) for _ in tasks] for tasks in intrinsic]
+    return numpy.max(numpy.vstack(finish), axis=0)
+
+
+#: How many times the concurrency of a wave's tasks is recomputed from the
+#: schedule, and up to how many host-tasks a wave is (beyond: every fork busy
+#: throughout, which overestimates a little).
+_REFINE = 3
+_REFINE_JOBS = 400
+
+
+def _schedule_times(durations: numpy.ndarray, slots: int, at: numpy.ndarray
+                    ) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """Per draw (row), when each host starts and ends, each host on the first
+    free fork from ``at`` on."""
+    import numpy
+
+    draws, hosts = durations.shape
+    if hosts <= slots:
+        began = numpy.repeat(at[:, None], hosts, axis=1)
+        return began, began + durations
+    free = numpy.repeat(at[:, None], slots, axis=1)
+    rows = numpy.arange(draws)
+    began = numpy.empty_like(durations)
+    for j in range(hosts):
+        i = free.argmin(axis=1)
+        began[:, j] = free[rows, i]
+        free[rows, i] += durations[:, j]
+    return began, began + durations
+
+
+def _concurrency_draws(starts: numpy.ndarray, ends: numpy.ndarray) -> numpy.ndarray:
+    """The concurrency of each draw (row), as
+    :func:`.forecast_learning._concurrency` measures it in records."""
+    import numpy
+
+    overlap = numpy.clip(numpy.minimum(ends[:, :, None], ends[:, None, :])
+                         - numpy.maximum(starts[:, :, None], starts[:, None, :]),
+                         0, None).sum(axis=2)
+    length = ends - starts
+    with numpy.errstate(invalid="ignore", divide="ignore"):
+        return numpy.where(length > 0, overlap / length, 1.0)
+
+
+def _bootstrap(values: Sequence[float], rng: numpy.random.Generator,
+               draws: int) -> numpy.ndarray:
+    import numpy
+
+    if not values:
+        return numpy.zeros(draws)
+    return rng.choice(numpy.asarray(values, dtype=float), size=draws)
+
+
+def _quantiles(values: numpy.ndarray) -> tuple[float, float]:
+    import numpy
+
+    return (round(float(numpy.quantile(values, P50)), 2),
+            round(float(numpy.quantile(values, P90)), 2))
