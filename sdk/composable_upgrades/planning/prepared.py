@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from composable_upgrades.errors import OptionError, UnknownRoleError, WorkdirError
 from composable_upgrades.model.deployment import UNDERCLOUD_GROUP
 from composable_upgrades.model.kinds import StageKind
+from composable_upgrades.planning.hook_spec import KeptHooks
 from composable_upgrades.planning.stages import unknown_stage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -154,6 +155,8 @@ class PreparedPlan:
     fleet_root: str | None = None
     fleet_transport: str | None = None
     ssh_user: str = ""
+    #: The hooks kept with the plan (``prepare --hooks-file``), if any.
+    hooks: KeptHooks | None = None
     path: str = ""
     sha256: str = ""
 
@@ -198,6 +201,7 @@ class PreparedPlan:
             fleet_root=fleet["root"] if fleet else None,
             fleet_transport=fleet.get("transport", "local") if fleet else None,
             ssh_user=data.get("ssh_user") or "",
+            hooks=KeptHooks.from_dict(data["hooks"]) if data.get("hooks") else None,
             path=path, sha256=sha256)
 
     @property
