@@ -353,6 +353,6 @@ def test_the_instance_invariant_catches_a_reboot_with_instances(tmp_path: Path) 
     assert cu.converge(wd).status == "successful"
     report = cu.check_invariants(fleet, cu.Workdir.at(wd).load_plan(), "converge")
     check = next(c for c in report.checks if c.name == INSTANCES)
-    assert not check.ok
-    assert "overcloud-novacompute-0-vm0 on overcloud-novacompute-0 during its " \
-           "reboot" in check.detail
+    # Each compute rebooted with the instances the drains had left on it.
+    assert not check.ok and "nova_compute upgrade" not in check.detail
+    assert "on overcloud-novacompute-0 during its reboot" in check.detail

@@ -166,7 +166,7 @@ def _journal_start(journal: Journal, request: RunRequest, run_id: str) -> None:
                        else options.batch_size),
         "batch_by": options.batch_by, "resume": options.resume,
         "hooks_file": request.hooks.source,
-        "plan_hooks": request.hooks.from_plan})
+        "plan_hooks": request.hooks.kept})
 
 
 def _with_hooks(request: RunRequest,

@@ -107,11 +107,11 @@ class HookCall:
 @dataclass(frozen=True)
 class Hooks:
     """The hooks of a run, by point; ``source`` is the hooks file, if any;
-    ``from_plan``: they are the ones the plan keeps."""
+    ``kept``: they are the ones the plan keeps."""
 
     by_point: Mapping[str, tuple[Hook, ...]] = field(default_factory=dict)
     source: str | None = None
-    from_plan: bool = False
+    kept: bool = False
 
     def at(self, point: str) -> tuple[Hook, ...]:
         """The hooks of ``point``, in order."""
@@ -145,7 +145,7 @@ class Hooks:
             Hook(point, h.name, builtin=h.builtin,
                  playbook=plan.file(h.playbook) if h.playbook else None)
             for h in hooks) for point, hooks in kept.by_point.items()},
-            from_plan=True)
+            kept=True)
 
     @classmethod
     def build(cls, hooks_file: str | os.PathLike[str] | None = None,
