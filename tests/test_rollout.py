@@ -67,7 +67,8 @@ def test_pause_after_stops_cleanly_after_the_canary(tmp_path: Path) -> None:
     assert [len(b) for b in request.batches] == [1, 2, 1]
     result = run_request(PLAN, request, executor, journal=Journal(str(tmp_path)),
                          sink=Sink(), progress=events.append)
-    assert result.ok and result.status == "successful"
+    # Paused, not successful: the stage is not done; ok: nothing failed.
+    assert result.ok and result.status == "paused"
     assert {j.batch for j in executor.jobs} == {1}
     assert any("paused after 1 batch (--pause-after 1); 3 of 4" in n
                or "paused after 1 batch (--pause-after 1); 2 of 3" in n
@@ -94,7 +95,7 @@ def test_confirm_each_asks_before_every_batch_after_the_first(tmp_path: Path) ->
                          sink=Sink(), confirm=confirm)
     assert [b for b, _ in asked] == [2, 3]
     assert {j.batch for j in executor.jobs} == {1, 2}
-    assert result.status == "successful"
+    assert result.status == "paused" and result.ok
     assert any("stopped before batch 3: not confirmed" in n for n in result.notes)
 
 
@@ -141,18 +142,24 @@ def test_canary_then_batches_on_the_demo_fleet(demo, tmp_path: Path) -> None:
     assert [len(b) for b in preview.batches] == [1, 2, 4]
 
     canary = cu.run_stage(wd, "compute", batch_size="1,2,50%", pause_after=1)
-    assert canary.ok and canary.status == "successful"
+    assert canary.ok and canary.status == "paused"
     assert {r.batch for r in canary.records} == {1}
     canary_host = {r.host for r in canary.records}
     assert canary_host == set(preview.batches[0])
     status = {s.stage: s for s in cu.status(wd)}["compute"]
     assert status.state == "partly done" and len(status.done) == 1
+    assert status.last_status == "paused"
+    # The history has the pause, as it has any status.
+    rows = {r.run_id: r for r in cu.History(wd).run_rows()}
+    assert rows[canary.run_id].status == "paused"
+    assert cu.History(wd).run(canary.run_id).status == "paused"
 
     # A dry run of the resume shows the same schedule; the resume keeps it.
     again = cu.run_stage(wd, "compute", resume=True, dry_run=True).preview
     assert again.batches == preview.batches
     rest = cu.run_stage(wd, "compute", resume=True)
     assert rest.status == "successful"
+    assert {s.stage: s for s in cu.status(wd)}["compute"].last_status == "successful"
     assert rest.batches == list(preview.batches)
     by_batch: dict[int, set[str]] = {}
     for record in rest.records:
@@ -176,6 +183,16 @@ def test_cli_schedule_dry_run_and_pause(demo, tmp_path: Path) -> None:
                   "1,2,50%", "--pause-after", "1", "-y", *where], env=operator_env(tmp_path))
     assert paused.returncode == 0, paused.stderr
     assert "paused after 1 batch (--pause-after 1); 2 of 3 batches left" in paused.stderr
+    assert "stage compute: paused in " in paused.stderr
+    assert "next: openstack overcloud upgrade run --stage compute --resume" \
+        in paused.stderr
+    shown = cli(["overcloud", "upgrade", "status", "-f", "value", "-c", "Stage",
+                 "-c", "Last run", *where[:2]], env=operator_env(tmp_path))
+    assert "(paused, " in dict(line.split(" ", 1) for line in
+                               shown.stdout.splitlines())["compute"], shown.stdout
+    history = cli(["overcloud", "upgrade", "history", "-f", "value", "-c", "Stage",
+                   "-c", "Status", *where[:2]], env=operator_env(tmp_path))
+    assert history.stdout.splitlines()[-1] == "compute paused", history.stdout
     refused = cli(["overcloud", "upgrade", "run", "--stage", "compute",
                    "--batch-size", "1,0", "-y", *where], env=operator_env(tmp_path))
     assert refused.returncode != 0
@@ -200,7 +217,7 @@ def test_canary_then_batches_with_the_demo_drain_keeps_instances_safe(
     wd, fleet = _demo_with_instances(tmp_path)
     canary = cu.run_stage(wd, "compute", batch_size="1,2,50%", pause_after=1,
                           hooks_file=demo_hooks_path())
-    assert canary.status == "successful", canary.notes
+    assert canary.status == "paused", canary.notes
     rest = cu.run_stage(wd, "compute", resume=True)
     assert rest.status == "successful", rest.notes
     assert [r.step for r in rest.records if r.action == "hook"] == ["pre_batch"] * 2

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A full rehearsal of an upgrade of the embedded demo overcloud (Controller x3,
 # Compute x6, CephStorage x1, 17.1 -> 18.0) on a local fleet in a temp dir,
-# through the real CLI: prepare, plan, external image prepare, controlplane,
-# compute in batches of 2, online migrations, converge, status, and the
-# invariant check after every stage. Nothing outside the temp dir is touched,
+# through the real CLI: prepare (with the demo's drain hook kept in the plan),
+# plan, external image prepare, controlplane, compute as a canary then
+# batches (a pause after the canary, then --resume), online migrations,
+# converge (each compute drained before its reboot), status, and the
+# invariant check after every stage (instances included). Nothing outside the temp dir is touched,
 # except that DEMO_TRANSPORT=ssh (make demo-ssh) creates the tripleo-admin user
 # and its sudoers drop-in for the test sshd.
 set -euo pipefail
@@ -41,6 +43,7 @@ fi
 say "prepare: the demo overcloud's stack outputs -> a plan in $wd"
 $upgrade prepare --outputs-file "$($helper outputs)" \
     --dependencies-file "$($helper dependencies)" \
+    --hooks-file "$($helper hooks)" \
     --working-dir "$wd" "${fleet_args[@]}"
 $helper seed "$wd"
 
@@ -54,14 +57,17 @@ say "run: the controlplane stage (all control-plane hosts together)"
 $upgrade run --working-dir "$wd" --stage controlplane ${key_args[@]+"${key_args[@]}"} -y
 $helper check "$wd" controlplane
 
-say "run: the compute stage, in batches of 2 hosts"
-$upgrade run --working-dir "$wd" --stage compute --batch-size 2 ${key_args[@]+"${key_args[@]}"} -y
+say "run: the compute stage: a canary, then 2 hosts, then 50% (each batch drained first); pause after the canary"
+$upgrade run --working-dir "$wd" --stage compute --batch-size 1,2,50% --pause-after 1 ${key_args[@]+"${key_args[@]}"} -y
+
+say "run --resume: the rest of the compute stage, the same batches"
+$upgrade run --working-dir "$wd" --stage compute --resume ${key_args[@]+"${key_args[@]}"} -y
 $helper check "$wd" compute
 
 say "run: external upgrade tasks tagged online_upgrade"
 $upgrade run --working-dir "$wd" --stage external --tags online_upgrade ${key_args[@]+"${key_args[@]}"} -y
 
-say "converge: post-upgrade tasks, RPC unpin, unmanaged packages, reboots"
+say "converge: post-upgrade tasks, RPC unpin, unmanaged packages, reboots (one host at a time, drained first)"
 $upgrade converge --working-dir "$wd" ${key_args[@]+"${key_args[@]}"} -y
 $helper check "$wd" converge
 

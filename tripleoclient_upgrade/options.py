@@ -127,12 +127,18 @@ def add_rollout_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--confirm-each", action="store_true", default=False,
         help="In a terminal, ask before every batch after the first.")
+    add_hooks_options(parser, "around the batches")
+
+
+def add_hooks_options(parser: argparse.ArgumentParser, where: str) -> None:
+    """``--hooks-file`` (run ``where``) and ``--overcloud-cloud``."""
     parser.add_argument(
         "--hooks-file", metavar="FILE",
         help="YAML: pre_stage, pre_batch, post_batch, post_stage lists of "
-             "playbooks run on the undercloud around the batches (or the "
-             "built-in nova-drain and nova-undrain); a failed hook stops the "
-             "stage there and 'run --resume' runs it again.")
+             f"playbooks run on the undercloud {where} (or the built-in "
+             "nova-drain and nova-undrain); a failed hook stops the stage "
+             "there and --resume runs it again. Default: the hooks file "
+             "kept by 'prepare --hooks-file', if any.")
     parser.add_argument(
         "--overcloud-cloud", metavar="NAME",
         help="The clouds.yaml entry of the overcloud, for the built-in "
@@ -140,11 +146,16 @@ def add_rollout_options(parser: argparse.ArgumentParser) -> None:
              "an overcloudrc).")
 
 
+def hooks_options(parsed_args: argparse.Namespace) -> dict[str, Any]:
+    """The SDK's run options of :func:`add_hooks_options`."""
+    return {"hooks_file": parsed_args.hooks_file,
+            "overcloud_cloud": parsed_args.overcloud_cloud}
+
+
 def rollout_options(parsed_args: argparse.Namespace) -> dict[str, Any]:
     """The SDK's run options of :func:`add_rollout_options`."""
     return {"batch_by": parsed_args.batch_by, "pause_after": parsed_args.pause_after,
-            "hooks_file": parsed_args.hooks_file,
-            "overcloud_cloud": parsed_args.overcloud_cloud}
+            **hooks_options(parsed_args)}
 
 
 def confirm_each(parsed_args: argparse.Namespace) -> Any:

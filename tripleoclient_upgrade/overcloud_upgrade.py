@@ -66,6 +66,12 @@ class Prepare(UpgradeLister):
                  "unmanaged_packages, package_tasks, kernel_check_tasks, "
                  "reboot_tasks); default: the stack's UpgradeConverge output, "
                  "else the built-in TripleO tasks.")
+        parser.add_argument(
+            "--hooks-file", metavar="FILE",
+            help="YAML: hooks to run around the batches of the plan's runs "
+                 "(see 'run --hooks-file'); kept in the plan with the "
+                 "playbooks it names, used by run and converge unless they "
+                 "are given a hooks file of their own.")
         options.add_fleet(parser, "Prepare for a rehearsal on a local fleet: "
                           "every host becomes a local sandbox under DIR.")
         options.add_execution_nodes(parser, "kept in the plan for its runs")
@@ -109,7 +115,8 @@ class Prepare(UpgradeLister):
             converge_file=parsed_args.converge_file,
             fleet=options.fleet(parsed_args), noop=parsed_args.noop,
             force=parsed_args.force, ssh_user=parsed_args.overcloud_ssh_user,
-            execution_nodes=_execution_nodes(parsed_args.execution_nodes))
+            execution_nodes=_execution_nodes(parsed_args.execution_nodes),
+            hooks_file=parsed_args.hooks_file)
         for note in result.notes:
             self.note(f"note: {note}")
         fleet = options.fleet(parsed_args)
@@ -470,7 +477,8 @@ class Run(_RunCommand):
 
 class Converge(_RunCommand):
     """Finish the upgrade: post-upgrade tasks, RPC unpin, unmanaged packages,
-    and a reboot, one host at a time, where the kernel changed.
+    and a reboot, one host at a time, where the kernel changed (with the
+    pre_batch and post_batch hooks, a compute drain, around each host's).
 
     Refuses while an upgrade stage is unfinished, unless --force.
     """
@@ -481,6 +489,7 @@ class Converge(_RunCommand):
         options.add_working_dir(parser)
         options.add_run_options(parser)
         options.add_execution_nodes(parser, "default: those kept in the plan")
+        options.add_hooks_options(parser, "around each host's reboot")
         parser.add_argument("--force", action="store_true", default=False,
                             help="Converge even though an upgrade stage is "
                                  "unfinished (says which).")
@@ -493,7 +502,7 @@ class Converge(_RunCommand):
         from composable_upgrades.run.converge import converge
 
         run_options = _checked(self, parsed_args, CONVERGE, options.run_options(
-            parsed_args, force=parsed_args.force),
+            parsed_args, force=parsed_args.force, **options.hooks_options(parsed_args)),
             f"Converge the upgrade of stack {parsed_args.stack}")
         return self.execute(parsed_args, lambda show: converge(
             options.working_dir(parsed_args), run_options,

@@ -44,6 +44,9 @@ class RunStatus(_Word):
     SUCCESSFUL = "successful"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    #: Stopped cleanly between batches (``--pause-after``, a batch not
+    #: confirmed); ``--resume`` continues.
+    PAUSED = "paused"
     DRY_RUN = "dry-run"
     NOTHING_TO_DO = "nothing to do"
 

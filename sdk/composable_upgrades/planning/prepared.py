@@ -19,6 +19,7 @@ from composable_upgrades.model.deployment import UNDERCLOUD_GROUP
 from composable_upgrades.model.kinds import StageKind
 from composable_upgrades.model.redact import scrub_text
 from composable_upgrades.model.secret_digests import SECRET_DIGESTS_FILE, SecretDigests
+from composable_upgrades.planning.hook_spec import KeptHooks
 from composable_upgrades.planning.stages import unknown_stage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -157,6 +158,8 @@ class PreparedPlan:
     fleet_root: str | None = None
     fleet_transport: str | None = None
     ssh_user: str = ""
+    #: The hooks kept with the plan (``prepare --hooks-file``), if any.
+    hooks: KeptHooks | None = None
     path: str = ""
     sha256: str = ""
 
@@ -201,6 +204,7 @@ class PreparedPlan:
             fleet_root=fleet["root"] if fleet else None,
             fleet_transport=fleet.get("transport", "local") if fleet else None,
             ssh_user=data.get("ssh_user") or "",
+            hooks=KeptHooks.from_dict(data["hooks"]) if data.get("hooks") else None,
             path=path, sha256=sha256)
 
     @property

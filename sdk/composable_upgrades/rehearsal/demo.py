@@ -81,8 +81,9 @@ def demo_dependencies_path() -> str:
 
 
 def demo_hooks_path() -> str:
-    """Path of the demo's hooks file: its sandboxed drain before each batch
-    (for ``run --hooks-file``)."""
+    """Path of the demo's hooks file: its sandboxed drain before each batch,
+    and before each host's reboot in converge (for ``prepare --hooks-file``
+    or ``run --hooks-file``)."""
     path = package_data_path(HOOKS_FILE)
     package_data_path("demo-drain-instances.yaml")  # beside it, when extracted
     return path

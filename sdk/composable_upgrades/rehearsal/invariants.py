@@ -159,8 +159,10 @@ def _check_instances(seeded: Mapping[str, list[str]], boxes: Mapping[str, Sandbo
             problems.append(f"{INSTANCES_LOG}:{number}: {line!r}")
     moves.sort()
     busy: list[str] = []
+    reboots = 0
     for host, found in events.items():
         for start, end, what in _busy(found):
+            reboots += what == "reboot"
             # Instances there as it began, and any moved in before it ended.
             there = {n for n, h in _placement(where, moves, start).items() if h == host}
             there |= {m[1] for m in moves if m[3] == host and start < m[0] <= end}
@@ -181,7 +183,8 @@ def _check_instances(seeded: Mapping[str, list[str]], boxes: Mapping[str, Sandbo
             problems.append(f"{name} is on {hosts[0]}, its moves say {final[name]}")
     problems += [f"{name}: not a seeded instance" for name in sorted(on_disk)
                  if name not in where]
-    return _check(INSTANCES, problems + busy, f"{len(where)} instances, {len(moves)} moves")
+    return _check(INSTANCES, problems + busy, f"{len(where)} instances, "
+                  f"{len(moves)} moves, {reboots} reboots")
 
 
 def _busy(found: Iterable[Event]) -> list[tuple[Decimal, Decimal, str]]:

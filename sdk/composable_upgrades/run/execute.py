@@ -32,7 +32,7 @@ from composable_upgrades.run.executor import Executor
 from composable_upgrades.run.nodes import NodesSpec, run_nodes
 from composable_upgrades.run.streaming import StreamingExecutor
 from composable_upgrades.run.events import Progress, ProgressEvent, StopRequest
-from composable_upgrades.run.hooks import HookFunction, HookRunner, Hooks
+from composable_upgrades.run.hooks import HookFunction, HookRunner
 from composable_upgrades.run.options import RunOptions
 from composable_upgrades.run.preview import DryRunResult, preview_run
 from composable_upgrades.run.request import RunRequest, checked_request
@@ -67,7 +67,8 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
     ``max_fail_percentage`` (default 0) of their batch. ``pause_after``
     stops cleanly after that many batches (a ``resume`` continues the same
     schedule); ``confirm(batch, hosts)`` is asked before every batch after
-    the first. ``hooks_file`` (an option) and ``hooks`` (by point:
+    the first. ``hooks_file`` (an option; default: the hooks file kept by
+    ``prepare``, if any) and ``hooks`` (by point:
     callables ``fn(stage, batch, hosts)``, built-in names or playbooks) run
     around the batches and the stage (see :mod:`.hooks`); a failed hook
     stops the run there. ``resume`` skips units the journal has as finished; a stage with
@@ -165,16 +166,18 @@ def _journal_start(journal: Journal, request: RunRequest, run_id: str) -> None:
                        if isinstance(options.batch_size, (list, tuple))
                        else options.batch_size),
         "batch_by": options.batch_by, "resume": options.resume,
-        "hooks_file": request.hooks.source})
+        "hooks_file": request.hooks.source,
+        "plan_hooks": request.hooks.kept})
 
 
 def _with_hooks(request: RunRequest,
                 hooks: Mapping[str, Sequence[HookFunction | str]] | None
                 ) -> RunRequest:
-    """``request`` with the SDK caller's ``hooks`` after its hooks file's."""
+    """``request`` with the SDK caller's ``hooks`` after those of its hooks
+    file (or of the plan)."""
     if not hooks:
         return request
-    return replace(request, hooks=Hooks.build(request.options.hooks_file, hooks))
+    return replace(request, hooks=request.hooks.plus(hooks))
 
 
 def _builtin_hooks(plan: PreparedPlan, request: RunRequest):

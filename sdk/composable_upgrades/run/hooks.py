@@ -7,13 +7,17 @@ A hooks file names playbooks to run at four points of a stage::
     post_batch: [hooks/undrain-computes.yaml, hooks/check-api.yaml]
     post_stage: []                            # after the last batch
 
-A relative path is relative to the hooks file. Each playbook runs for real
-on the undercloud (``localhost``, the plan's inventory loaded), on a
-rehearsal fleet too: hooks are the operator's own code, run as the invoking
-user. It gets the extra variables ``upgrade_stage``, ``upgrade_point``,
+A relative path is relative to the hooks file (read and checked by
+:mod:`composable_upgrades.planning.hook_spec`; ``prepare --hooks-file`` keeps
+it in the plan, and ``Hooks.from_plan`` runs the plan's copies). Each
+playbook runs for real on the undercloud (``localhost``, the plan's
+inventory loaded), on a rehearsal fleet too: hooks are the operator's own
+code, run as the invoking user. It gets the extra variables ``upgrade_stage``, ``upgrade_point``,
 ``upgrade_batch`` (1-based; 0 at ``pre_stage`` and ``post_stage``),
 ``upgrade_batches`` and ``upgrade_batch_hosts`` (inventory names; every host
-of the run at the stage's points).
+of the run at the stage's points). In converge, ``pre_batch`` and
+``post_batch`` run around each host's reboot instead, one host at a time
+(:mod:`.one_by_one`).
 
 An entry that names a built-in hook instead of a file runs it:
 ``nova-drain`` (pre-batch: disable and empty the batch's computes) and
@@ -35,20 +39,16 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from composable_upgrades.errors import InputFileError, OptionError
-from composable_upgrades.formats.serialize import load_yaml_file
+from composable_upgrades.errors import OptionError
 from composable_upgrades.model.kinds import TaskStatus
+from composable_upgrades.planning.hook_spec import POINTS, HooksSpec, hook_entry
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.run.environment import path_for
 from composable_upgrades.state.results import REPRODUCE_SCRIPT, TaskRecord
 
-#: The points of a stage where hooks run, in the order they come.
-POINTS = ("pre_stage", "pre_batch", "post_batch", "post_stage")
-#: The built-in hooks a hooks file may name, and the point each belongs to.
-BUILTINS = {"nova-drain": "pre_batch", "nova-undrain": "post_batch"}
 #: The host a hook's record is made on: hooks run on the undercloud.
 HOOK_HOST = "localhost"
 #: How much of a failed hook's output its failure line keeps.
@@ -74,17 +74,26 @@ class Hook:
 
 @dataclass(frozen=True)
 class HookCall:
-    """A hook run at one boundary: where, of which batch, on which hosts."""
+    """A hook run at one boundary: where, of which batch, on which hosts.
+
+    ``step``: the step run one host at a time between the hooks (converge's
+    reboot), each host a batch of its own; None around whole batches.
+    """
 
     stage: str
     point: str
     batch: int
     batches: int
     hosts: tuple[str, ...]
+    step: int | str | None = None
 
     @property
     def where(self) -> str:
-        """``post_batch of batch 2 of stage compute``, for messages."""
+        """``post_batch of batch 2 of stage compute`` (``pre_batch of the
+        reboot of compute-1 (host 4 of 10) of stage converge``), for messages."""
+        if self.step is not None:
+            return (f"{self.point} of the {self.step} of {', '.join(self.hosts)} "
+                    f"(host {self.batch} of {self.batches}) of stage {self.stage}")
         batch = f" of batch {self.batch}" if self.batch else ""
         return f"{self.point}{batch} of stage {self.stage}"
 
@@ -97,10 +106,12 @@ class HookCall:
 
 @dataclass(frozen=True)
 class Hooks:
-    """The hooks of a run, by point; ``source`` is the hooks file, if any."""
+    """The hooks of a run, by point; ``source`` is the hooks file, if any;
+    ``kept``: they are the ones the plan keeps."""
 
     by_point: Mapping[str, tuple[Hook, ...]] = field(default_factory=dict)
     source: str | None = None
+    kept: bool = False
 
     def at(self, point: str) -> tuple[Hook, ...]:
         """The hooks of ``point``, in order."""
@@ -117,69 +128,55 @@ class Hooks:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Hooks:
         """The hooks of a hooks file; every playbook it names must exist."""
-        path = os.path.abspath(os.fspath(path))
-        data = load_yaml_file(path, "hooks file")
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise InputFileError("expected a mapping of "
-                                 f"{', '.join(POINTS)} to lists of playbooks",
-                                 path=path)
-        unknown = sorted(str(k) for k in data if k not in POINTS)
-        if unknown:
-            raise InputFileError(f"unknown hook point {unknown[0]!r} (points: "
-                                 f"{', '.join(POINTS)})", path=path)
-        base = os.path.dirname(path)
-        by_point: dict[str, tuple[Hook, ...]] = {}
-        for point in POINTS:
-            entries = data.get(point) or []
-            if isinstance(entries, str):
-                entries = [entries]
-            if not isinstance(entries, list) or not all(
-                    isinstance(e, str) and e.strip() for e in entries):
-                raise InputFileError(f"{point}: expected a list of playbook paths",
-                                     path=path)
-            by_point[point] = tuple(_entry(point, e.strip(), base, path)
-                                    for e in entries)
-        return cls(by_point=by_point, source=path)
+        spec = HooksSpec.load(path)
+        return cls(by_point={point: tuple(
+            Hook(point, e.name, playbook=e.playbook, builtin=e.builtin)
+            for e in entries) for point, entries in spec.by_point.items()},
+            source=spec.source)
+
+    @classmethod
+    def from_plan(cls, plan: PreparedPlan) -> Hooks:
+        """The hooks kept in ``plan`` (``prepare --hooks-file``), their
+        playbooks the plan folder's copies; none if it keeps none."""
+        kept = plan.hooks
+        if kept is None:
+            return cls()
+        return cls(by_point={point: tuple(
+            Hook(point, h.name, builtin=h.builtin,
+                 playbook=plan.file(h.playbook) if h.playbook else None)
+            for h in hooks) for point, hooks in kept.by_point.items()},
+            kept=True)
 
     @classmethod
     def build(cls, hooks_file: str | os.PathLike[str] | None = None,
               functions: Mapping[str, Sequence[HookFunction | str]] | None = None,
               *, base: str | None = None) -> Hooks:
-        """The hooks of ``hooks_file`` followed by ``functions`` (by point:
-        callables, built-in names or playbook paths relative to ``base``)."""
+        """The hooks of ``hooks_file`` followed by ``functions`` (see :meth:`plus`)."""
         hooks = cls.load(hooks_file) if hooks_file else cls()
+        return hooks.plus(functions, base=base)
+
+    def plus(self, functions: Mapping[str, Sequence[HookFunction | str]] | None,
+             *, base: str | None = None) -> Hooks:
+        """These hooks followed by ``functions`` (by point: callables,
+        built-in names or playbook paths relative to ``base``)."""
         if not functions:
-            return hooks
+            return self
         unknown = sorted(str(k) for k in functions if k not in POINTS)
         if unknown:
             raise OptionError(f"unknown hook point {unknown[0]!r} (points: "
                               f"{', '.join(POINTS)})", option="hooks")
-        by_point = {p: list(hooks.at(p)) for p in POINTS}
+        by_point = {p: list(self.at(p)) for p in POINTS}
         for point, entries in functions.items():
             for entry in entries:
                 if callable(entry):
                     name = getattr(entry, "__qualname__", None) or repr(entry)
                     by_point[point].append(Hook(point, name, function=entry))
                 else:
-                    by_point[point].append(_entry(point, str(entry),
-                                                  base or os.getcwd(), "hooks"))
-        return cls(by_point={p: tuple(h) for p, h in by_point.items()},
-                   source=hooks.source)
-
-
-def _entry(point: str, entry: str, base: str, source: str) -> Hook:
-    if entry in BUILTINS:
-        if BUILTINS[entry] != point:
-            raise InputFileError(f"{point}: the built-in hook {entry!r} runs at "
-                                 f"{BUILTINS[entry]}", path=source)
-        return Hook(point, entry, builtin=entry)
-    playbook = os.path.normpath(os.path.join(base, os.path.expanduser(entry)))
-    if not os.path.isfile(playbook):
-        raise InputFileError(f"{point}: no such playbook {entry!r} ({playbook})",
-                             path=source)
-    return Hook(point, entry, playbook=playbook)
+                    found = hook_entry(point, str(entry), base or os.getcwd(), "hooks")
+                    by_point[point].append(Hook(point, found.name,
+                                                playbook=found.playbook,
+                                                builtin=found.builtin))
+        return replace(self, by_point={p: tuple(h) for p, h in by_point.items()})
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ class RunPreview:
     ``environment``: the ANSIBLE_* settings of its calls (forks, SSH
     arguments, plugin paths, the key);
     ``hooks``: the hooks that would run, in order, as (point, batch, hook)
-    (batch 0 at the stage's own points);
+    (batch 0 at the stage's own points; in converge, ``pre_batch`` and
+    ``post_batch`` around each host's reboot, numbered by host);
     ``execution_nodes`` and ``estimate`` (seconds) are for later executors.
     """
 
@@ -61,6 +62,25 @@ class DryRunResult(RunResult):
     preview: RunPreview | None = None
 
 
+def _batch_hooks(request: RunRequest, number: int) -> list[tuple[str, int, str]]:
+    return [(point, number, h.name) for point in ("pre_batch", "post_batch")
+            for h in request.hooks.at(point)]
+
+
+def _step_commands(request: RunRequest, executor: AnsibleExecutor,
+                   nodes: ExecutionNodes | None, assignment: Mapping[str, str],
+                   number: int, step: int | str,
+                   hosts: tuple[str, ...]) -> list[StepCommand]:
+    """The calls that run ``step`` of batch ``number`` on ``hosts``."""
+    job = request.job("", number, step, hosts)
+    if nodes is None:
+        return [StepCommand(batch=number, step=step, hosts=hosts,
+                            argv=tuple(executor.command(job)))]
+    return [StepCommand(batch=number, step=step, hosts=part, node=name,
+                        argv=tuple(node_command(nodes.node(name), job, part)))
+            for name, part in nodes.split(assignment, hosts).items()]
+
+
 def preview_run(plan: PreparedPlan, request: RunRequest,
                 env: Mapping[str, str] | None = None, *,
                 nodes: ExecutionNodes | None = None) -> RunPreview:
@@ -74,23 +94,22 @@ def preview_run(plan: PreparedPlan, request: RunRequest,
     commands = []
     assignment = nodes.assign(plan, request.hosts) if nodes else {}
     hooks = [("pre_stage", 0, h.name) for h in request.hooks.at("pre_stage")]
+    # Converge's batch hooks go around each host's reboot, not its batch.
+    around = request.stage.kind != StageKind.CONVERGE
     for number, batch in enumerate(request.batches, start=1):
-        hooks += [("pre_batch", number, h.name) for h in request.hooks.at("pre_batch")]
-        hooks += [("post_batch", number, h.name)
-                  for h in request.hooks.at("post_batch")]
+        hooks += _batch_hooks(request, number) if around else []
         for step in request.steps:
             hosts = request.in_play(step, batch)
             if not hosts:
                 continue
-            job = request.job("", number, step, hosts)
-            if nodes is None:
-                commands.append(StepCommand(batch=number, step=step, hosts=hosts,
-                                            argv=tuple(executor.command(job))))
-                continue
-            for name, part in nodes.split(assignment, hosts).items():
-                commands.append(StepCommand(
-                    batch=number, step=step, hosts=part, node=name,
-                    argv=tuple(node_command(nodes.node(name), job, part))))
+            # One host at a time between the hooks, or all together.
+            order = request.one_by_one_order(step) if request.one_by_one(step) else ()
+            parts = [(order.index(h) + 1, (h,)) for h in hosts] if order \
+                else [(0, hosts)]
+            for place, part_hosts in parts:
+                hooks += _batch_hooks(request, place) if place else []
+                commands += _step_commands(request, executor, nodes, assignment,
+                                           number, step, part_hosts)
     return RunPreview(stage=request.stage.name, kind=request.stage.kind,
                       hosts=request.hosts, batches=request.batches,
                       steps=request.steps, options=request.options,

@@ -15,8 +15,6 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-import yaml
-
 from composable_upgrades.errors import (
     LockedError, OptionError, StageError, StageNotFinishedError, UnfinishedWorkError)
 from composable_upgrades.model.fleet import Fleet
@@ -27,6 +25,7 @@ from composable_upgrades.run.hooks import Hooks
 from composable_upgrades.run.limits import batch_schedule, select_hosts, stage_batches
 from composable_upgrades.run.environment import run_environment
 from composable_upgrades.run.options import RunOptions
+from composable_upgrades.run.stage_tags import stage_tags
 from composable_upgrades.state.journal import Journal
 from composable_upgrades.state.workdir import Workdir
 
@@ -57,6 +56,20 @@ class RunRequest:
         """The ``hosts`` that a play of ``step`` runs on."""
         playing = self.stage.step(step).hosts
         return tuple(h for h in hosts if h in playing)
+
+    def one_by_one(self, step: int | str) -> bool:
+        """True for a converge step whose plays go one host at a time (the
+        reboot) when the run has batch hooks: each host runs it alone,
+        between its ``pre_batch`` and ``post_batch`` hooks."""
+        plays = self.stage.step(step).plays
+        return (self.stage.kind == StageKind.CONVERGE and bool(plays)
+                and all(p.serial == 1 for p in plays)
+                and bool(self.hooks.at("pre_batch") or self.hooks.at("post_batch")))
+
+    def one_by_one_order(self, step: int | str) -> tuple[str, ...]:
+        """The hosts of a :meth:`one_by_one` step in the order they go, all
+        the stage's (host N of a step is the same on a resume)."""
+        return self.in_play(step, self.stage.hosts)
 
     def job(self, run_id: str, batch: int, step: int | str,
             hosts: Iterable[str]) -> StepJob:
@@ -90,7 +103,14 @@ def plan_run(plan: PreparedPlan, stage: str,
                                   if not named or s in named),
                       batches=tuple(_batches(plan, target, hosts, options)),
                       options=replace(options, steps=named or None),
-                      hooks=Hooks.build(options.hooks_file))
+                      hooks=run_hooks(plan, options))
+
+
+def run_hooks(plan: PreparedPlan, options: RunOptions) -> Hooks:
+    """The hooks of a run: its own hooks file's, else those the plan keeps."""
+    if options.hooks_file:
+        return Hooks.build(options.hooks_file)
+    return Hooks.from_plan(plan)
 
 
 def _batches(plan: PreparedPlan, stage: PreparedStage, hosts: Iterable[str],
@@ -105,15 +125,15 @@ def resumed(plan: PreparedPlan, journal: Journal, request: RunRequest) -> RunReq
     """``request`` with the schedule and the hooks file of the run it resumes.
 
     A ``--resume`` without ``--hooks-file`` runs the hooks of the run it
-    continues (the journal keeps the file's path), so a failed hook runs
+    continues (the journal keeps the file's path; a run of the plan's own
+    hooks keeps none, and the plan's run again), so a failed hook runs
     again. For the schedule, see :func:`resumed_schedule`.
     """
     options = request.options
     if not options.resume:
         return request
     kept = journal.progress([request.stage])[request.stage.name].last_start
-    if options.hooks_file is None and kept and kept.get("hooks_file") \
-            and not request.hooks:
+    if options.hooks_file is None and kept and kept.get("hooks_file"):
         options = replace(options, hooks_file=kept["hooks_file"])
         request = replace(request, options=options,
                           hooks=Hooks.build(options.hooks_file))
@@ -161,39 +181,6 @@ def _check_modes(options: RunOptions) -> None:
     if len(given) > 1:
         raise OptionError(f"cannot be used with {given[0]}: pass one of "
                           "--resume, --restart and --rerun", option=given[1])
-
-
-def stage_tags(plan: PreparedPlan, stage: PreparedStage) -> list[str]:
-    """The tags of the tasks of ``stage`` (from its task files), sorted."""
-    found: set[str] = set()
-    for step in stage.steps:
-        try:
-            with open(plan.file(step.playbook), encoding="utf-8") as handle:
-                plays = yaml.safe_load(handle) or []
-        except (OSError, yaml.YAMLError):
-            continue
-        for play in plays if isinstance(plays, list) else []:
-            for item in (play.get("tasks") or []) if isinstance(play, dict) else []:
-                included = isinstance(item, dict) and item.get("import_tasks")
-                if not included:
-                    _collect_tags([item], found)
-                    continue
-                try:
-                    with open(plan.file(included), encoding="utf-8") as handle:
-                        _collect_tags(yaml.safe_load(handle) or [], found)
-                except (OSError, yaml.YAMLError):
-                    continue
-    return sorted(found)
-
-
-def _collect_tags(tasks: object, found: set[str]) -> None:
-    for task in tasks if isinstance(tasks, list) else []:
-        if not isinstance(task, dict):
-            continue
-        tags = task.get("tags") or []
-        found.update(str(t) for t in ([tags] if isinstance(tags, str) else tags))
-        for key in ("block", "rescue", "always"):
-            _collect_tags(task.get(key), found)
 
 
 def _check_batching(stage: PreparedStage, options: RunOptions) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from composable_upgrades.planning.dependencies import Dependencies
+from composable_upgrades.planning.hook_spec import HooksSpec, keep_hooks
 from composable_upgrades.errors import OutputsError, StageError
 from composable_upgrades.model.fleet import Fleet
 from composable_upgrades.render.inventory import render_inventory
@@ -53,12 +54,14 @@ class PrepareResult:
         return self.prepared.path
 
 
-def render(plan: UpgradePlan) -> tuple[dict[str, str], dict[str, Any]]:
+def render(plan: UpgradePlan, hooks: HooksSpec | None = None
+           ) -> tuple[dict[str, str], dict[str, Any]]:
     """Every file of the plan folder (relative path -> text), and plan.json's data.
 
     Each stage in plan.json carries the hash of its own files and hosts: the
     journal ties progress to it, so a new plan keeps the progress of the
-    stages it does not change.
+    stages it does not change. ``hooks`` are kept in the folder (``hooks/``)
+    and named by plan.json's ``hooks``; they change no stage's hash.
     """
     files = render_playbooks(plan)
     add_file(files, INVENTORY_FILE, render_inventory(plan))
@@ -67,6 +70,10 @@ def render(plan: UpgradePlan) -> tuple[dict[str, str], dict[str, Any]]:
         own = {path: files[path] for path in stage_files(stage)}
         own["stage.json"] = to_json(entry)
         entry["sha256"] = content_hash(own)
+    if hooks is not None:
+        kept, data["hooks"] = keep_hooks(hooks)
+        for path, text in kept.items():
+            add_file(files, path, text)
     add_file(files, PLAN_FILE, to_json(data))
     return files, data
 
@@ -115,6 +122,7 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
             fleet: Fleet | None = None, noop: bool = False, force: bool = False,
             ssh_user: str = DEFAULT_SSH_USER,
             execution_nodes: Mapping[str, Any] | None = None,
+            hooks_file: str | os.PathLike[str] | None = None,
             progress: Progress | None = None) -> PrepareResult:
     """Plan the upgrade and write the plan folder into ``working_dir``.
 
@@ -126,11 +134,15 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
     ``execution_nodes`` (a node file's data, checked by
     :class:`~composable_upgrades.run.nodes.ExecutionNodes`) is kept in the
     plan folder as ``execution-nodes.yaml``: the plan's runs use them.
+    ``hooks_file`` (see :mod:`~composable_upgrades.planning.hook_spec`) is
+    kept in the plan folder with every playbook it names (``hooks/``): the
+    plan's runs and converge run them unless given a hooks file of their own.
     """
     report = progress or (lambda message: None)
     started = time.time()
     if stack is not None:
         check_stack_name(stack)
+    hooks = HooksSpec.load(hooks_file) if hooks_file is not None else None
     workdir = Workdir.at(working_dir)
     report("planning")
     plan = plan_upgrade(outputs, stack=stack, stages_file=stages_file,
@@ -138,7 +150,7 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
                         converge_file=converge_file, fleet=fleet, noop=noop,
                         ssh_user=ssh_user)
     report("rendering playbooks and inventory")
-    files, data = render(plan)
+    files, data = render(plan, hooks)
     secrets = SecretDigests.of_outputs(outputs.data)
     if secrets:
         # Runs mask these values verbatim in what they keep and show.
@@ -166,7 +178,8 @@ def prepare(outputs: StackOutputs, working_dir: str | os.PathLike[str], *,
                  "converge_file": _path(converge_file),
                  "fleet": fleet.root if fleet else None, "noop": noop,
                  "force": force, "ssh_user": ssh_user,
-                 "execution_nodes": bool(execution_nodes)},
+                 "execution_nodes": bool(execution_nodes),
+                 "hooks_file": hooks.source if hooks else None},
                 started=started, ended=time.time(), status=RunStatus.SUCCESSFUL,
                 notes=notes + list(plan.warnings)
                 + ([] if changed else ["plan unchanged"]))

@@ -23,6 +23,7 @@ REPRODUCE_SCRIPT = "ansible-playbook-command.sh"
 SUCCESSFUL = RunStatus.SUCCESSFUL
 FAILED = RunStatus.FAILED
 INTERRUPTED = RunStatus.INTERRUPTED
+PAUSED = RunStatus.PAUSED
 DRY_RUN = RunStatus.DRY_RUN
 NOTHING_TO_DO = RunStatus.NOTHING_TO_DO
 
@@ -84,9 +85,10 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """True if the run did everything it was asked without failure."""
-        return self.status in (RunStatus.SUCCESSFUL, RunStatus.NOTHING_TO_DO,
-                               RunStatus.DRY_RUN)
+        """True if the run did everything it was asked without failure (a
+        paused run did what it was asked: the batches before its pause)."""
+        return self.status in (RunStatus.SUCCESSFUL, RunStatus.PAUSED,
+                               RunStatus.NOTHING_TO_DO, RunStatus.DRY_RUN)
 
     @property
     def duration(self) -> float:

@@ -199,7 +199,9 @@ def _on_disk_hash(directory: str, files: Mapping[str, str]) -> str | None:
     found = {}
     for relative in files:
         try:
-            with open(os.path.join(directory, relative), encoding="utf-8") as handle:
+            # newline="": as written (a kept hook playbook may have CRLFs).
+            with open(os.path.join(directory, relative), encoding="utf-8",
+                      newline="") as handle:
                 found[relative] = handle.read()
         except (OSError, UnicodeDecodeError):
             return None

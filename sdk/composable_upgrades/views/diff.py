@@ -7,6 +7,10 @@ another stage, is *moved*, not removed and added. A task that runs at several
 steps (no step binding) is one task with several steps. Tasks that stay in a
 step but run in another order among the tasks both plans have there (a
 dependency change, a template's reordering) are reported one row each.
+
+The hooks a plan keeps (``prepare --hooks-file``) are compared too: a hook
+is known by its point and name (and occurrence there); one that is new,
+gone, or whose playbook's content changed is a row.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ TASK_MOVED = "task moved"
 TASK_REORDERED = "task order changed"
 SERVICE_ADDED = "service added"
 SERVICE_REMOVED = "service removed"
+HOOK_ADDED = "hook added"
+HOOK_REMOVED = "hook removed"
+HOOK_CHANGED = "hook playbook changed"
 CHANGES = (SERVICE_REMOVED, SERVICE_ADDED, TASK_REMOVED, TASK_MOVED,
-           TASK_REORDERED, TASK_ADDED)
+           TASK_REORDERED, TASK_ADDED, HOOK_REMOVED, HOOK_ADDED, HOOK_CHANGED)
 
 #: Columns of :func:`diff_rows`; :func:`plan_diff` names them in snake case.
 COLUMNS = ("Change", "Stage", "Role", "Service", "Task", "Old step", "New step",
@@ -101,7 +108,7 @@ def diff_rows(old: PlanLike, new: PlanLike) -> tuple[list[str], list[tuple]]:
         rows.append(((rank(stage), role, CHANGES.index(TASK_REORDERED), position),
                      (TASK_REORDERED, stage, role, service, key[2], step, step, stage)))
     rows.sort(key=lambda item: item[0])
-    return list(COLUMNS), [row for _, row in rows]
+    return list(COLUMNS), [row for _, row in rows] + _hook_rows(old_data, new_data)
 
 
 def plan_diff(old: PlanLike, new: PlanLike) -> pandas.DataFrame:
@@ -113,7 +120,8 @@ def plan_diff(old: PlanLike, new: PlanLike) -> pandas.DataFrame:
     ``change`` (one of :data:`CHANGES`), ``stage`` (where the task or service
     is now; where it was, if removed), ``role``, ``service``, ``task``,
     ``old_step`` and ``new_step`` (a step, or the steps joined by commas for
-    a task that runs at several), ``old_stage``.
+    a task that runs at several), ``old_stage``. Rows of the kept hooks come
+    last: ``task`` is the hook's name, ``old_step`` and ``new_step`` its point.
     """
     import pandas
 
@@ -246,6 +254,30 @@ def _service_changes(old: PreparedPlan, new: PreparedPlan
         changes.extend((role, stage, s, SERVICE_ADDED)
                        for s in after if s not in before)
     return changes
+
+
+def _hook_rows(old: PreparedPlan, new: PreparedPlan) -> list[tuple]:
+    """Rows of the hooks added, removed or whose playbook changed."""
+    before, after = _kept_hooks(old), _kept_hooks(new)
+    rows = []
+    for key, was in before.items():
+        if key not in after:
+            rows.append((HOOK_REMOVED, None, None, None, key[1], key[0], None, None))
+        elif after[key] != was:
+            rows.append((HOOK_CHANGED, None, None, None, key[1], key[0], key[0], None))
+    rows += [(HOOK_ADDED, None, None, None, key[1], None, key[0], None)
+             for key in after if key not in before]
+    return rows
+
+
+def _kept_hooks(plan: PreparedPlan) -> dict[tuple[str, str, int], str | None]:
+    """Each kept hook by (point, name, occurrence): its playbook's sha256
+    (the built-in's name for a built-in)."""
+    found: dict[tuple[str, str, int], str | None] = {}
+    for hook in plan.hooks.hooks() if plan.hooks else []:
+        occurrence = sum(1 for k in found if k[:2] == (hook.point, hook.name))
+        found[(hook.point, hook.name, occurrence)] = hook.sha256 or hook.builtin
+    return found
 
 
 def _stage_rank(*plans: PreparedPlan):

@@ -70,14 +70,15 @@ def histories(working_dir: str | os.PathLike[str],
 
 
 def learn(sources: Sequence[History]) -> Learned:
-    """What the successful stage runs of ``sources`` teach (see the module)."""
+    """What the successful (or paused) stage runs of ``sources`` teach (see the module)."""
     samples: dict[Key, dict[str, list[tuple[float, float]]]] = {}
     overheads: dict[str, list[float]] = {"startup": [], "barrier": [], "ending": []}
     runs = []
     for source in sources:
         waves = _plan_waves(source)
         for row in source.run_rows():
-            if row.kind != "stage" or row.status != RunStatus.SUCCESSFUL \
+            if row.kind != "stage" \
+                    or row.status not in (RunStatus.SUCCESSFUL, RunStatus.PAUSED) \
                     or row.arguments.get("tags"):
                 continue
             run = source.run(row.run_id)
