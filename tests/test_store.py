@@ -26,7 +26,8 @@ from composable_upgrades.views.diff import (  # noqa: E402
 from composable_upgrades.run.execute import run_stage  # noqa: E402
 from composable_upgrades.views.history import History, step_outcomes  # noqa: E402
 from composable_upgrades.state.results import (  # noqa: E402
-    RECORD_COLUMNS, TIMELINE_COLOURS, RunResult, StepOutcome, TaskRecord)
+    RECORD_COLUMNS, RunResult, StepOutcome, TaskRecord)
+from composable_upgrades.state.run_timeline import TIMELINE_COLOURS
 from composable_upgrades.state.store import (  # noqa: E402
     RUNNING, SCHEMA_VERSION, HistoryStore)
 

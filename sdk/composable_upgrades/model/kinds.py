@@ -62,6 +62,10 @@ class TaskStatus(_Word):
     IGNORED = "ignored"
 
 
+#: Task outcomes that mean a host failed.
+FAILURES = (TaskStatus.FAILED, TaskStatus.UNREACHABLE)
+
+
 class UnitStatus(_Word):
     """How a (batch, step, host) unit ended, as the journal records it."""
 
