@@ -35,6 +35,25 @@ def tree(directory: Path, *, with_dirs: bool = False) -> dict[str, bytes]:
     return files
 
 
+def journaled_run(wd: Path | str, stage: str, **options: Any) -> Any:
+    """``stage`` run in memory (tests/fake_executor.py, every host ``ok``):
+    the journal and the history of ``wd`` as a real run of it would leave
+    them, where a test needs the progress but not the fleet's state."""
+    from composable_upgrades.run.options import RunOptions
+    from composable_upgrades.run.request import plan_run
+    from composable_upgrades.run.stage_runner import run_request
+    from composable_upgrades.state.journal import Journal
+    from composable_upgrades.state.store import HistoryStore
+    from composable_upgrades.state.workdir import Workdir
+    from tests.fake_executor import FakeExecutor
+
+    workdir = Workdir.at(wd)
+    plan = workdir.load_plan()
+    return run_request(plan, plan_run(plan, stage, RunOptions(**options)),
+                       FakeExecutor(), journal=Journal(workdir.state_dir),
+                       sink=HistoryStore(workdir.history_path))
+
+
 def error_line(result: Result | subprocess.CompletedProcess) -> str:
     """The one line a failed command printed on stderr (and no traceback)."""
     assert result.returncode != 0

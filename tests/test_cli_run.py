@@ -98,7 +98,7 @@ def test_ssh_user_and_key_options(tmp_path: Path) -> None:
     assert not (wd / "composable-upgrade" / "runs").exists()
 
 
-def test_run_converge_status_through_the_cli(prepared, tmp_path: Path) -> None:
+def test_run_converge_status_and_rerun_through_the_cli(prepared, tmp_path: Path) -> None:
     wd, fleet = prepared
     dry = upgrade("run", "--stage", "compute", "--batch-size", "50%", "--dry-run",
                   "--working-dir", str(wd), "-f", "json", home=tmp_path)
@@ -150,10 +150,31 @@ def test_run_converge_status_through_the_cli(prepared, tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     converged = upgrade("converge", "-y", "--working-dir", str(wd), home=tmp_path)
     assert converged.returncode == 0, converged.stderr
+    assert converged.stderr.splitlines()[-1] == (
+        f"next: openstack overcloud upgrade status --working-dir {wd}")
+    run_dir = Path(converged.stderr.split("log: ")[1].split("\n")[0]).parent
+    assert (run_dir / "run.log").exists()
     states = {row["Stage"]: row["State"] for row in json.loads(
         upgrade("status", "--working-dir", str(wd), "-f", "json", home=tmp_path).stdout)}
     assert states == {"controlplane": "finished", "compute": "finished",
                       "converge": "finished"}
+
+    # After converge, an upgrade stage runs again only with --rerun.
+    where = ["--working-dir", str(wd)]
+    again = upgrade("run", "--stage", "compute", "--limit", "overcloud-novacompute-0",
+                    "-y", *where, home=tmp_path)
+    assert "pass --rerun" in error_line(again)
+    marker = fleet / "overcloud-novacompute-0" / "nova_compute-step3"
+    marker.unlink()
+    rerun = upgrade("run", "--stage", "compute", "--limit", "overcloud-novacompute-0",
+                    "--rerun", "-y", *where, home=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert marker.exists()
+    rows = {r["Stage"]: r for r in json.loads(upgrade(
+        "status", "-f", "json", *where, home=tmp_path).stdout)}
+    assert rows["compute"]["Re-run after converge"] == ["overcloud-novacompute-0"]
+    assert rows["compute"]["State"] == "finished"
+    assert None not in [v for r in rows.values() for v in r.values()]
 
 
 def test_run_errors_are_one_line(prepared, tmp_path: Path) -> None:

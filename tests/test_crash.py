@@ -80,6 +80,16 @@ def test_kill_9_then_resume_leaves_a_whole_history(tmp_path: Path, moment) -> No
         os.killpg(run.pid, signal.SIGKILL)  # the run and its ansible processes
         run.wait()
     (sandbox / "slow").unlink()
+    # What the killed run finished on both hosts: the resume runs every
+    # other step and nothing of these.
+    finished: dict[str, set[str]] = {}
+    for e in _journal(wd):
+        if e.get("kind") == "unit" and e.get("status") == "ok":
+            finished.setdefault(str(e["step"]), set()).add(e["host"])
+    whole = {step for step, hosts in finished.items() if len(hosts) == 2}
+    if moment.__name__.startswith("during_step"):
+        # Nothing of the step it was killed in is recorded.
+        assert whole == {str(s) for s in range(int(moment.__name__[-1]))}
 
     resumed = upgrade("run", "--stage", "controlplane", "--resume", "-y",
                       "--working-dir", str(wd), "--fleet", str(fleet_dir),
@@ -103,7 +113,11 @@ def test_kill_9_then_resume_leaves_a_whole_history(tmp_path: Path, moment) -> No
     [stage] = [s for s in cu.status(wd) if s.stage == "controlplane"]
     assert stage.state not in ("running", "failed")
     assert set(stage.done) == {"overcloud-controller-0", "overcloud-controller-1"}
-    assert "stale lock" in resumed.stderr
+    # The killed run's lock was left behind: detected, reported, taken over.
+    assert f"took over a stale lock of pid {run.pid}" in resumed.stderr
+    [again] = [r for r in rows if r.kind == "stage" and r.run_id != killed.run_id]
+    assert sorted({str(s.step) for s in history.run(again.run_id).steps}, key=int) == [
+        str(s) for s in range(6) if str(s) not in whole]
 
 
 def test_history_rows_keep_json(tmp_path: Path) -> None:

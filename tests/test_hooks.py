@@ -23,6 +23,7 @@ from composable_upgrades.run.request import plan_run
 from composable_upgrades.run.stage_runner import run_request
 from composable_upgrades.state.journal import Journal
 from tests.fake_executor import FakeExecutor
+from tests.helpers import journaled_run
 from tests.test_execute import COMPUTES, mini  # noqa: F401  (fixture)
 from tests.test_stage_policy import COMPUTES as NODES, PLAN, Sink
 
@@ -150,7 +151,7 @@ def test_hook_playbooks_run_for_real_around_real_steps(mini, tmp_path: Path) -> 
                           "pre_batch: [hooks/pre_batch.yaml]\n"
                           "post_batch: [hooks/post_batch.yaml]\n"
                           "post_stage: [hooks/post_stage.yaml]\n")
-    assert cu.run_stage(wd, "controlplane").ok
+    assert journaled_run(wd, "controlplane").ok   # for the guard
     preview = cu.run_stage(wd, "compute", batch_size=2, hooks_file=str(hooks_file),
                            dry_run=True).preview
     assert preview.hooks[:3] == (("pre_stage", 0, "hooks/pre_stage.yaml"),

@@ -3,8 +3,8 @@ finished stages need --rerun, the external stage runs by tags, a resume never
 trusts a step that was cut short, batches spread each role.
 
 The policy is checked with the in-memory executor (tests/fake_executor.py)
-behind the same journaling the real runs use; the CLI test runs Ansible on
-the mini fleet.
+behind the same journaling the real runs use; --rerun after a real converge,
+through the CLI, is part of test_cli_run.py's walk through the mini fleet.
 """
 
 from __future__ import annotations
@@ -210,34 +210,6 @@ def test_checks_come_before_the_prompt_and_refusals_write_nothing(prepared,
     one = upgrade("run", "--stage", "controlplane", "--dry-run", "--working-dir",
                   str(wd), home=tmp_path)
     assert "dry run: 1 batch of 2 hosts would run; nothing was run" in one.stderr
-
-
-def test_rerun_after_converge_through_the_cli(prepared, tmp_path: Path) -> None:
-    wd, fleet = prepared
-    where = ["--working-dir", str(wd)]
-    for verb in (["run", "--stage", "controlplane"], ["run", "--stage", "compute"],
-                 ["converge"]):
-        done = upgrade(*verb, "-y", *where, home=tmp_path)
-        assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines()[-1] == (
-        f"next: openstack overcloud upgrade status --working-dir {wd}")
-    run_dir = Path(done.stderr.split("log: ")[1].split("\n")[0]).parent
-    assert (run_dir / "run.log").exists()
-
-    again = upgrade("run", "--stage", "compute", "--limit", "overcloud-novacompute-0",
-                    "-y", *where, home=tmp_path)
-    assert "pass --rerun" in error_line(again)
-    marker = fleet / "overcloud-novacompute-0" / "nova_compute-step3"
-    marker.unlink()
-    rerun = upgrade("run", "--stage", "compute", "--limit", "overcloud-novacompute-0",
-                    "--rerun", "-y", *where, home=tmp_path)
-    assert rerun.returncode == 0, rerun.stderr
-    assert marker.exists()
-    rows = {r["Stage"]: r for r in json.loads(upgrade(
-        "status", "-f", "json", *where, home=tmp_path).stdout)}
-    assert rows["compute"]["Re-run after converge"] == ["overcloud-novacompute-0"]
-    assert rows["compute"]["State"] == "finished"
-    assert None not in [v for r in rows.values() for v in r.values()]
 
 
 # -- outputs files ------------------------------------------------------------------

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from composable_upgrades.errors import WorkdirError
-from composable_upgrades.model.redact import REDACTED, is_secret_key
+from composable_upgrades.model.redact import REDACTED, secret_values
 
 #: The file of the plan folder that holds them.
 SECRET_DIGESTS_FILE = "secret-digests.json"
@@ -72,7 +72,7 @@ class SecretDigests:
     @classmethod
     def of_outputs(cls, data: Any) -> SecretDigests:
         """The digests of every secret value in stack outputs' ``data``."""
-        return cls.of(_named_secrets(data))
+        return cls.of(secret_values(data))
 
     def digest(self, word: str) -> bytes:
         """The keyed digest of ``word``."""
@@ -156,17 +156,3 @@ def _looks_secret(word: str) -> bool:
     if "{{" in word or "%{" in word or "://" in word:
         return False  # a template, a hiera lookup or a URL: not a value
     return sum(1 for c in _CLASSES if c.search(word)) >= 2
-
-
-def _named_secrets(data: Any) -> list[str]:
-    found: list[str] = []
-    stack: list[tuple[Any, bool]] = [(data, False)]
-    while stack:
-        item, secret = stack.pop()
-        if isinstance(item, Mapping):
-            stack.extend((v, secret or is_secret_key(k)) for k, v in item.items())
-        elif isinstance(item, list):
-            stack.extend((v, secret) for v in item)
-        elif secret and isinstance(item, str):
-            found.append(item)
-    return found
