@@ -14,12 +14,14 @@ import os
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 
 import composable_upgrades as cu
 from composable_upgrades.state.results import RunResult, TaskRecord
 from composable_upgrades.state.store import HistoryStore
-from composable_upgrades.views.forecast_learning import Learned, learn
+from composable_upgrades.views.forecast_learning import (
+    START_WINDOW, Learned, learn, starting_together)
 from composable_upgrades.views.forecast_model import predict
 from tests.helpers import cli, error_line
 
@@ -91,6 +93,51 @@ def test_batches_run_one_after_the_other(tmp_path):
     frame = tenth.to_frame()
     assert frame["start"].tolist() == pytest.approx(
         [0.0, *frame["p50"].cumsum().tolist()[:-1]])
+
+
+def test_starting_together_counts_the_tasks_that_start_within_the_window():
+    starts = numpy.array([0.0, 0.1, 0.2, 3.0, 3.6, 9.0])
+    assert starting_together(starts).tolist() == [3, 3, 3, 1, 1, 1]
+    rows = numpy.vstack([starts, starts + numpy.arange(6) * START_WINDOW * 3])
+    assert starting_together(rows).tolist() == [[3, 3, 3, 1, 1, 1], [1] * 6]
+
+
+def test_a_host_started_alone_while_others_run_pays_no_burst(tmp_path):
+    """Four hosts start together and take 3.0 s; one starts alone a second
+    later, while they run, and takes 2.4 s: it counts as alone (the CPUs are
+    contended while tasks start), so the slope is still 0.2 s per task
+    starting together. Counted by tasks running at once, the late host would
+    seem the most contended of all."""
+    wd, _ = _plan(tmp_path, 5)
+    records = [_record(f"compute-{i}", "Compute", 0, 100.0, 3.0) for i in range(4)]
+    records.append(_record("compute-9", "Compute", 0, 101.0, 2.4))
+    result = RunResult(run_id="run-1", stage="compute", plan_sha="x",
+                       status="successful", started=99.0, ended=104.0,
+                       batches=[tuple(r.host for r in records)])
+    with HistoryStore.at(wd) as store:
+        store.start_run(result)
+        for r in records:
+            store.add(r)
+        store.finish_run(result)
+    learned = learn([cu.History(wd)])
+    assert learned.contention == pytest.approx(0.2)
+    assert learned.durations[("Compute", 0)]["Compute step 0"] == pytest.approx(
+        (2.2,) * 5)
+
+
+def test_contention_weighs_on_a_burst_more_than_on_a_queue(tmp_path):
+    """8 compute-stage hosts on 8 forks all start at once; 40 go through the
+    forks in rounds, and after the first round they start apart. So
+    contention makes the burst dearer by a larger share than the queue."""
+    plans = {n: _plan(tmp_path, n, f"h{n}")[1] for n in (8, 40)}
+
+    def ratio(contention: float) -> float:
+        learned = Learned(durations=_uniform(), contention=contention)
+        p50 = {n: predict(plan, learned, stage="compute", forks=8).stages[0].p50
+               for n, plan in plans.items()}
+        return p50[40] / p50[8]
+
+    assert ratio(0.2) < ratio(0.0)
 
 
 def test_contention_is_learned_from_concurrency(tmp_path):

@@ -12,8 +12,8 @@ waves, plus the step's own overhead; a batch of 50 hosts waits for the
 slowest of 50, not for the average.
 
 The forecast comes in three parts: what the records teach
-(:mod:`.forecast_learning`: per-host task durations, the contention of many
-tasks at once, the overheads of start-up, barriers and the run's end), the
+(:mod:`.forecast_learning`: per-host task durations, the contention of
+tasks starting together, the overheads of start-up, barriers and the run's end), the
 statistical model that plays the stage out many times from it
 (:mod:`.forecast_model`), and the figures with their frames, comparison and
 chart (:mod:`.forecast_report`). This module puts them together: a plan's

@@ -4,9 +4,9 @@ From the successful stage runs of one or more run histories:
 
 - per role, step and task, the durations of each host's task: the
   *intrinsic* part, with the contention taken out;
-- *contention*: how much a host's task takes longer for each task running
-  at the same time (many forks on few CPUs), the slope of duration against
-  concurrency among the hosts of one task;
+- *contention*: how much a host's task takes longer for each task that
+  starts with it (many forks on few CPUs), the slope of duration against
+  that count among the hosts of one task (:func:`starting_together`);
 - overheads: a batch's start-up (the lanes' processes) at its first step,
   the barrier between two steps, and the end of the run, each what the wall
   time of the records shows beyond the tasks' own.
@@ -38,8 +38,8 @@ class Learned:
     """What recorded runs teach a forecast (see the module's docstring).
 
     ``durations``: (role, step) -> task -> intrinsic per-host durations, in
-    seconds; ``contention``: seconds a host's task gains per task running at
-    the same time, and its standard error; ``startup``, ``barrier``,
+    seconds; ``contention``: seconds a host's task gains per task starting
+    with it (:func:`starting_together`), and its standard error; ``startup``, ``barrier``,
     ``ending``: the overheads seen at a batch's first step, at each later
     step, and at the end of a run.
     """
@@ -114,7 +114,8 @@ def _learn_run(run: RunResult, timed: list[TaskRecord], forks: int,
                waves: Mapping[Any, tuple[tuple[str, ...], ...]],
                samples: dict[Key, dict[str, list[tuple[float, float]]]],
                overheads: dict[str, list[float]]) -> None:
-    """Add one run's durations (with their concurrency) and overheads."""
+    """Add one run's durations (with how many tasks started with each) and
+    overheads."""
     import numpy
 
     groups: dict[tuple[int, Any], list[TaskRecord]] = {}
@@ -125,8 +126,8 @@ def _learn_run(run: RunResult, timed: list[TaskRecord], forks: int,
     for (batch, step), records in groups.items():
         starts = numpy.array([r.start for r in records])
         ends = starts + numpy.array([r.duration for r in records])
-        concurrency = _concurrency(starts, ends)
-        for r, c in zip(records, concurrency):
+        together = starting_together(starts)
+        for r, c in zip(records, together):
             samples.setdefault((r.role or "", step), {}).setdefault(
                 r.task, []).append((r.duration, float(c)))
         end = float(ends.max())
@@ -138,19 +139,29 @@ def _learn_run(run: RunResult, timed: list[TaskRecord], forks: int,
         overheads["ending"].append(max(0.0, run.ended - mark))
 
 
-def _concurrency(starts: numpy.ndarray, ends: numpy.ndarray) -> numpy.ndarray:
-    """Each interval's time-averaged count of intervals running with it
-    (itself included)."""
+#: Seconds within which tasks that start count as starting together.
+START_WINDOW = 0.5
+
+
+def starting_together(starts: numpy.ndarray) -> numpy.ndarray:
+    """For each task, how many tasks (itself included) start within
+    :data:`START_WINDOW` of it; of each row, for a 2-D array (one per draw).
+
+    A host's task contends for the CPUs mostly while it starts (its worker
+    process, the module's Python): the hosts that a lane starts together at
+    a step's beginning each took 1.5 s over their own work on the 2-core
+    machine of doc/performance.rst, the hosts that start one by one as forks
+    free up 0.4 s, though 8 tasks were running in both cases.
+    """
     import numpy
 
-    overlap = numpy.clip(numpy.minimum(ends[:, None], ends[None, :])
-                         - numpy.maximum(starts[:, None], starts[None, :]), 0, None)
-    length = ends - starts
-    at_start = ((starts[None, :] <= starts[:, None])
-                & (ends[None, :] > starts[:, None])).sum(axis=1)
-    with numpy.errstate(invalid="ignore", divide="ignore"):
-        averaged = overlap.sum(axis=1) / length
-    return numpy.where(length > 0, averaged, numpy.maximum(at_start, 1))
+    rows = numpy.atleast_2d(starts)
+    counts = numpy.empty(rows.shape, dtype=float)
+    for i, row in enumerate(rows):
+        ordered = numpy.sort(row)
+        counts[i] = (numpy.searchsorted(ordered, row + START_WINDOW, side="right")
+                     - numpy.searchsorted(ordered, row - START_WINDOW, side="left"))
+    return counts if numpy.ndim(starts) == 2 else counts[0]
 
 
 def _recorded_step(records: list[TaskRecord], forks: int,
@@ -188,8 +199,8 @@ def _schedule(durations: Sequence[float], slots: int) -> float:
 
 def _contention(samples: Mapping[Key, Mapping[str, list[tuple[float, float]]]]
                 ) -> tuple[float, float]:
-    """Seconds per concurrent task, and its standard error: the slope of
-    duration against concurrency within each task (hosts of one task do the
+    """Seconds per task starting together, and its standard error: the slope
+    of duration against that count within each task (hosts of one task do the
     same work), pooled."""
     groups = [values for tasks in samples.values() for values in tasks.values()
               if len(values) >= 2]

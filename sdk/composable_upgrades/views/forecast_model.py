@@ -2,7 +2,7 @@
 
 :func:`predict` draws each host's duration from what was recorded (a
 smoothed bootstrap, so that the slowest of many hosts can be slower than the
-slowest one seen), adds the contention its wave's concurrency gives,
+slowest one seen), adds the contention of the tasks that start with it,
 schedules the hosts of each lane on its forks, adds the overheads drawn from
 those seen, and repeats: the median and the 90th percentile of those draws
 are the figures (see :mod:`.forecast` for what a stage's time is made of).
@@ -19,7 +19,7 @@ from composable_upgrades.planning.prepared import PreparedPlan, PreparedStage
 from composable_upgrades.run.environment import default_forks
 from composable_upgrades.run.lanes import lane_forks, lane_steps
 from composable_upgrades.run.limits import batches_of
-from composable_upgrades.views.forecast_learning import Key, Learned
+from composable_upgrades.views.forecast_learning import Key, Learned, starting_together
 from composable_upgrades.views.forecast_report import Estimate, Forecast
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -172,20 +172,20 @@ def _wave_draws(lanes: list[tuple[int, int, Mapping[str, tuple[float, ...]]]],
     """Draws of one wave: the slowest of its lanes (hosts, forks, durations).
 
     Each host's task takes its intrinsic duration plus ``contention`` times
-    the tasks running with it, averaged over its life as the records measure
-    it: first every fork of the wave busy, then, a few times over, what the
-    schedule that gives says (fewer at the end of a lane, when its last hosts
-    run alone).
+    the tasks that start with it (:func:`.starting_together`, as the records
+    are measured): first every fork of the wave starting at once, then, a
+    few times over, what the schedule that gives says (the hosts a lane
+    starts as its forks free up start more and more apart).
     """
     import numpy
 
     intrinsic = [[_smoothed(values, rng, (draws, hosts)) for values in tasks.values()]
                  for hosts, _, tasks in lanes]
     full = float(sum(slots for _, slots, _ in lanes))
-    concurrency = [[numpy.full_like(w, full) for w in tasks] for tasks in intrinsic]
+    together = [[numpy.full_like(w, full) for w in tasks] for tasks in intrinsic]
     for rounds in range(_REFINE + 1):
         starts, ends, finish = [], [], []
-        for (hosts, slots, _), tasks, levels in zip(lanes, intrinsic, concurrency):
+        for (hosts, slots, _), tasks, levels in zip(lanes, intrinsic, together):
             at = numpy.zeros(draws)
             for w, c in zip(tasks, levels):
                 began, ended = _schedule_times(w + contention * c, slots, at)
@@ -196,18 +196,18 @@ def _wave_draws(lanes: list[tuple[int, int, Mapping[str, tuple[float, ...]]]],
         jobs = sum(e.shape[1] for e in ends)
         if rounds == _REFINE or not contention.any() or jobs > _REFINE_JOBS:
             break
-        averaged = _concurrency_draws(numpy.hstack(starts), numpy.hstack(ends))
+        counts = starting_together(numpy.hstack(starts))
         split = numpy.cumsum([e.shape[1] for e in ends])[:-1]
-        parts = iter(numpy.split(averaged, split, axis=1))
-        concurrency = [[next(parts) for _ in tasks] for tasks in intrinsic]
+        parts = iter(numpy.split(counts, split, axis=1))
+        together = [[next(parts) for _ in tasks] for tasks in intrinsic]
     return numpy.max(numpy.vstack(finish), axis=0)
 
 
-#: How many times the concurrency of a wave's tasks is recomputed from the
-#: schedule, and up to how many host-tasks a wave is (beyond: every fork busy
-#: throughout, which overestimates a little).
+#: How many times the count of a wave's tasks starting together is
+#: recomputed from the schedule, and up to how many host-tasks a wave is
+#: (beyond: every fork starting at once throughout, which overestimates).
 _REFINE = 3
-_REFINE_JOBS = 400
+_REFINE_JOBS = 2000
 
 
 def _schedule_times(durations: numpy.ndarray, slots: int, at: numpy.ndarray
@@ -229,18 +229,6 @@ def _schedule_times(durations: numpy.ndarray, slots: int, at: numpy.ndarray
         free[rows, i] += durations[:, j]
     return began, began + durations
 
-
-def _concurrency_draws(starts: numpy.ndarray, ends: numpy.ndarray) -> numpy.ndarray:
-    """The concurrency of each draw (row), as
-    :func:`.forecast_learning._concurrency` measures it in records."""
-    import numpy
-
-    overlap = numpy.clip(numpy.minimum(ends[:, :, None], ends[:, None, :])
-                         - numpy.maximum(starts[:, :, None], starts[:, None, :]),
-                         0, None).sum(axis=2)
-    length = ends - starts
-    with numpy.errstate(invalid="ignore", divide="ignore"):
-        return numpy.where(length > 0, overlap / length, 1.0)
 
 
 def _bootstrap(values: Sequence[float], rng: numpy.random.Generator,
