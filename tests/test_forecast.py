@@ -102,29 +102,6 @@ def test_starting_together_counts_the_tasks_that_start_within_the_window():
     assert starting_together(rows).tolist() == [[3, 3, 3, 1, 1, 1], [1] * 6]
 
 
-def test_a_host_started_alone_while_others_run_pays_no_burst(tmp_path):
-    """Four hosts start together and take 3.0 s; one starts alone a second
-    later, while they run, and takes 2.4 s: it counts as alone (the CPUs are
-    contended while tasks start), so the slope is still 0.2 s per task
-    starting together. Counted by tasks running at once, the late host would
-    seem the most contended of all."""
-    wd, _ = _plan(tmp_path, 5)
-    records = [_record(f"compute-{i}", "Compute", 0, 100.0, 3.0) for i in range(4)]
-    records.append(_record("compute-9", "Compute", 0, 101.0, 2.4))
-    result = RunResult(run_id="run-1", stage="compute", plan_sha="x",
-                       status="successful", started=99.0, ended=104.0,
-                       batches=[tuple(r.host for r in records)])
-    with HistoryStore.at(wd) as store:
-        store.start_run(result)
-        for r in records:
-            store.add(r)
-        store.finish_run(result)
-    learned = learn([cu.History(wd)])
-    assert learned.contention == pytest.approx(0.2)
-    assert learned.durations[("Compute", 0)]["Compute step 0"] == pytest.approx(
-        (2.2,) * 5)
-
-
 def test_contention_weighs_on_a_burst_more_than_on_a_queue(tmp_path):
     """8 compute-stage hosts on 8 forks all start at once; 40 go through the
     forks in rounds, and after the first round they start apart. So
@@ -140,14 +117,17 @@ def test_contention_weighs_on_a_burst_more_than_on_a_queue(tmp_path):
     assert ratio(0.2) < ratio(0.0)
 
 
-def test_contention_is_learned_from_concurrency(tmp_path):
-    """Four hosts together take 3.0 s, one alone 2.4 s: 0.2 s per task running
-    with it, 2.2 s of its own."""
+@pytest.mark.parametrize("late", [110.0, 101.0], ids=["after", "while-they-run"])
+def test_contention_is_learned_from_tasks_starting_together(tmp_path, late):
+    """Four hosts start together and take 3.0 s; one starts alone and takes
+    2.4 s: 0.2 s per task starting with it, 2.2 s of its own. Alone also when
+    it starts while the four run (the CPUs are contended while tasks start;
+    counted by tasks running at once, it would seem the most contended)."""
     wd, _ = _plan(tmp_path, 5)
     records = [_record(f"compute-{i}", "Compute", 0, 100.0, 3.0) for i in range(4)]
-    records.append(_record("compute-9", "Compute", 0, 110.0, 2.4))
+    records.append(_record("compute-9", "Compute", 0, late, 2.4))
     result = RunResult(run_id="run-1", stage="compute", plan_sha="x",
-                       status="successful", started=99.0, ended=113.0,
+                       status="successful", started=99.0, ended=late + 3.0,
                        batches=[tuple(r.host for r in records)])
     with HistoryStore.at(wd) as store:
         store.start_run(result)
