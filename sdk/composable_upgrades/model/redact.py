@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "********"
@@ -109,20 +109,17 @@ def _mask(match: re.Match[str], depth: int = 0) -> str:
             + (found.get("quote") or ""))
 
 
-def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with secrets replaced by ``REDACTED``.
+def scrub_text(text: str) -> str:
+    """``text`` with secrets replaced by ``REDACTED``, found by their form.
 
     Masked: values assigned to secret-named keys (``key=value``, ``key:
     value``, quoted or not), URL credentials (``mysql://nova:X@db``),
     ``--os-password X``, ``Authorization: Bearer X``, SQL ``IDENTIFIED BY
-    'X'``, and wherever they appear, the ``secrets`` given (the secret
-    values of the outputs: :func:`secret_values`).
+    'X'``. The outputs' own secret values, wherever they appear, are
+    :class:`~.secret_digests.SecretDigests`' to mask.
     """
     if not text:
         return text
-    known = _known_secrets(frozenset(secrets))
-    if known is not None:
-        text = known.sub(REDACTED, text)
     return _scrub_forms(text)
 
 
@@ -136,10 +133,3 @@ def _scrub_forms(text: str, depth: int = 0) -> str:
     for form in _FORMS:
         text = form.sub(mask, text)
     return text
-
-
-@functools.lru_cache(maxsize=8)
-def _known_secrets(secrets: frozenset[str]) -> re.Pattern[str] | None:
-    # Longest first, so a secret that holds another is masked whole.
-    values = sorted((v for v in secrets if len(v) >= 4), key=len, reverse=True)
-    return re.compile("|".join(map(re.escape, values))) if values else None

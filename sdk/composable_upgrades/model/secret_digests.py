@@ -147,7 +147,7 @@ class SecretDigests:
 
 def secret_words(value: str) -> list[str]:
     """The parts of a secret value masked verbatim (see the module's rules)."""
-    parts = value.split() if any(c.isspace() for c in value) else [value]
+    parts = value.split()
     least = MIN_LENGTH if len(parts) == 1 else 2 * MIN_LENGTH
     return [p for p in parts if len(p) >= least and _looks_secret(p)]
 
