@@ -44,7 +44,7 @@ from typing import Any
 
 from composable_upgrades.errors import OptionError
 from composable_upgrades.model.kinds import TaskStatus
-from composable_upgrades.planning.hook_spec import POINTS, HooksSpec, hook_entry
+from composable_upgrades.planning.hook_spec import POINTS, HookEntry, HooksSpec, hook_entry
 from composable_upgrades.planning.prepared import PreparedPlan
 from composable_upgrades.run.environment import path_for
 from composable_upgrades.state.results import REPRODUCE_SCRIPT, TaskRecord
@@ -70,6 +70,12 @@ class Hook:
     playbook: str | None = None
     builtin: str | None = None
     function: HookFunction | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, entry: HookEntry) -> Hook:
+        """The hook a hooks file's ``entry`` names."""
+        return cls(entry.point, entry.name, playbook=entry.playbook,
+                   builtin=entry.builtin)
 
 
 @dataclass(frozen=True)
@@ -129,10 +135,9 @@ class Hooks:
     def load(cls, path: str | os.PathLike[str]) -> Hooks:
         """The hooks of a hooks file; every playbook it names must exist."""
         spec = HooksSpec.load(path)
-        return cls(by_point={point: tuple(
-            Hook(point, e.name, playbook=e.playbook, builtin=e.builtin)
-            for e in entries) for point, entries in spec.by_point.items()},
-            source=spec.source)
+        return cls(by_point={point: tuple(Hook.of(e) for e in entries)
+                             for point, entries in spec.by_point.items()},
+                   source=spec.source)
 
     @classmethod
     def from_plan(cls, plan: PreparedPlan) -> Hooks:
@@ -172,10 +177,8 @@ class Hooks:
                     name = getattr(entry, "__qualname__", None) or repr(entry)
                     by_point[point].append(Hook(point, name, function=entry))
                 else:
-                    found = hook_entry(point, str(entry), base or os.getcwd(), "hooks")
-                    by_point[point].append(Hook(point, found.name,
-                                                playbook=found.playbook,
-                                                builtin=found.builtin))
+                    by_point[point].append(Hook.of(hook_entry(
+                        point, str(entry), base or os.getcwd(), "hooks")))
         return replace(self, by_point={p: tuple(h) for p, h in by_point.items()})
 
 
