@@ -8,6 +8,7 @@ that execute a stage end to end.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pexpect
@@ -16,6 +17,8 @@ import composable_upgrades as cu
 from tests.helpers import OPENSTACK
 
 MINI = Path(__file__).parent / "fixtures" / "mini-outputs.yaml"
+#: Seconds the operator takes to answer the prompt.
+PONDER = 2.0
 
 
 def _prepared(tmp_path: Path) -> Path:
@@ -47,8 +50,10 @@ def test_no_at_the_prompt_runs_nothing(tmp_path: Path) -> None:
 
 def test_yes_at_the_prompt_runs_with_a_progress_bar(tmp_path: Path) -> None:
     wd = _prepared(tmp_path)
+    spawned = time.time()
     child = _spawn("run", "--stage", "controlplane", "--working-dir", str(wd), home=tmp_path)
     child.expect(r"\[y/N\]: ")
+    time.sleep(PONDER)
     child.sendline("y")
     # tqdm's bar: stage, batch and step, percentage, host-steps done.
     child.expect(r"controlplane batch 1/1 step \d+: +\d+%\|")
@@ -60,3 +65,9 @@ def test_yes_at_the_prompt_runs_with_a_progress_bar(tmp_path: Path) -> None:
     assert "12/12 host-steps" in output          # 2 hosts x 6 steps
     assert "stage controlplane: successful" in output
     assert "| overcloud-controller-0 | ok" in output
+    # The run records when the command was asked for: the process's start,
+    # its wait at the prompt not counted (a forecast learns the start-up).
+    run = cu.History(wd).run(cu.History(wd).runs()["run_id"].iloc[-1])
+    # (/proc counts in hundredths of a second.)
+    assert spawned + PONDER - 0.05 <= run.requested < run.started
+    assert run.started - run.requested < 30.0

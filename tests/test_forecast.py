@@ -12,6 +12,7 @@ import json
 import re
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy
@@ -89,10 +90,29 @@ def test_batches_run_one_after_the_other(tmp_path):
         steps = [s for s in tenth.steps if s.batch == batch.batch]
         assert steps[0].p50 > 1.0 + 2.0 and all(s.p50 > 2.5 for s in steps[1:])
     assert tenth.stages[0].p50 > 5 * one.stages[0].p50
+    # A command's start-up is paid once per run, however many batches.
+    started = predict(plan, replace(learned, command=(2.0,)), stage="compute",
+                      batch_size="10%", forks=100)
+    assert started.stages[0].p50 == pytest.approx(tenth.stages[0].p50 + 2.0)
+    assert started.batches == tenth.batches
     # Steps start where the one before ends (the Gantt chart's bars).
     frame = tenth.to_frame()
     assert frame["start"].tolist() == pytest.approx(
         [0.0, *frame["p50"].cumsum().tolist()[:-1]])
+
+
+def test_what_few_observations_leave_uncertain_weighs_on_every_batch(tmp_path):
+    """Three observations a task say little about its distribution: the
+    forecast's spread over ten batches is not the spread of ten independent
+    batches (about the square root of 10 times one batch's), since each draw
+    takes one distribution, resampled from the observations, for all ten."""
+    _, plan = _plan(tmp_path, 50)
+    few = {key: {task: (2.0, 2.33, 2.67) for task in tasks}
+           for key, tasks in _uniform().items()}
+    tenth = predict(plan, Learned(durations=few, contention=0.0), stage="compute",
+                    batch_size="10%", forks=100)
+    batch, stage = tenth.batches[0], tenth.stages[0]
+    assert stage.p90 - stage.p50 > 4 * (batch.p90 - batch.p50)
 
 
 def test_starting_together_counts_the_tasks_that_start_within_the_window():
@@ -128,7 +148,7 @@ def test_contention_is_learned_from_tasks_starting_together(tmp_path, late):
     records.append(_record("compute-9", "Compute", 0, late, 2.4))
     result = RunResult(run_id="run-1", stage="compute", plan_sha="x",
                        status="successful", started=99.0, ended=late + 3.0,
-                       batches=[tuple(r.host for r in records)])
+                       batches=[tuple(r.host for r in records)], requested=97.5)
     with HistoryStore.at(wd) as store:
         store.start_run(result)
         for r in records:
@@ -140,6 +160,8 @@ def test_contention_is_learned_from_tasks_starting_together(tmp_path, late):
         (2.2,) * 5)
     assert learned.observations("Compute", 0) == 5
     assert learned.startup and learned.ending == (pytest.approx(0.6),)
+    # The command started 1.5 s before the run did.
+    assert learned.command == (pytest.approx(1.5),)
 
 
 def test_no_history_says_what_is_missing_in_one_line(tmp_path):

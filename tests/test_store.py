@@ -136,7 +136,7 @@ def test_schema_version_wal_and_private_file(tmp_path: Path) -> None:
     path = cu.Workdir.at(tmp_path).history_path
     assert store.path == path
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         runs = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
         tasks = {row[1]: row[2] for row in db.execute("PRAGMA table_info(tasks)")}
@@ -159,6 +159,27 @@ def test_an_empty_version_0_file_is_migrated(tmp_path: Path) -> None:
     store_run(tmp_path, result(), varied_records()[:2])
     assert HistoryStore(path).schema_version() == SCHEMA_VERSION
     assert len(History(tmp_path).run("r1").records) == 2
+
+
+def test_a_version_1_file_gains_when_runs_were_requested(tmp_path: Path) -> None:
+    """Version 2 adds ``runs.requested``: a file version 1 wrote is migrated
+    as it is read, its runs keep everything and have no such time."""
+    from composable_upgrades.state.store_schema import _SCHEMA_V1
+
+    path = Path(cu.Workdir.at(tmp_path).history_path)
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA_V1)
+        db.execute("INSERT INTO runs (run_id, kind, stage, started, ended, status) "
+                   "VALUES ('old', 'stage', 'compute', 10.0, 20.0, 'successful')")
+        db.execute("PRAGMA user_version = 1")
+    old = History(tmp_path).run("old")
+    assert (old.stage, old.duration, old.requested) == ("compute", 10.0, None)
+    assert HistoryStore(path).schema_version() == 2
+    asked = result()
+    asked.requested = asked.started - 1.5
+    store_run(tmp_path, asked, varied_records()[:1])
+    assert History(tmp_path).run("r1").requested == asked.started - 1.5
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -252,7 +252,7 @@ def _confirm(command, parsed_args: argparse.Namespace, question: str) -> None:
         return
     if not sys.stdin.isatty():
         raise UpgradeError(f"{question} Not asking without a terminal: pass -y")
-    answer = input(f"{question} [y/N]: ").strip().lower()
+    answer = command.ask(f"{question} [y/N]: ").strip().lower()
     if answer not in ("y", "yes"):
         raise UpgradeError("not confirmed: nothing was run")
 
@@ -438,7 +438,7 @@ class Run(_RunCommand):
         table = self.execute(parsed_args, lambda show: run_stage(
             options.working_dir(parsed_args), stage, run_options,
             dry_run=parsed_args.dry_run, progress=show, confirm=confirm,
-            **options.run_place(parsed_args)))
+            requested=self.requested(), **options.run_place(parsed_args)))
         if parsed_args.dry_run:
             self.estimate(parsed_args, stage, run_options)
         return table
@@ -506,7 +506,7 @@ class Converge(_RunCommand):
             f"Converge the upgrade of stack {parsed_args.stack}")
         return self.execute(parsed_args, lambda show: converge(
             options.working_dir(parsed_args), run_options,
-            dry_run=parsed_args.dry_run, progress=show,
+            dry_run=parsed_args.dry_run, progress=show, requested=self.requested(),
             **options.run_place(parsed_args)))
 
 

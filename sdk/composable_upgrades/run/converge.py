@@ -26,6 +26,7 @@ def converge(working_dir: str | os.PathLike[str],
              hooks: Mapping[str, Sequence[HookFunction | str]] | None = None,
              confirm: Confirm | None = None,
              execution_nodes: NodesSpec | None = None,
+             requested: float | None = None,
              **overrides: Any) -> RunResult:
     """Run the converge stage: post-upgrade steps, then the deployment-wide
     phases. Refuses while an upgrade stage is unfinished, unless ``force``.
@@ -36,4 +37,4 @@ def converge(working_dir: str | os.PathLike[str],
     return run_stage(working_dir, CONVERGE, options, fleet=fleet, ssh_key=ssh_key,
                      dry_run=dry_run, progress=progress, sink=sink, stop=stop,
                      hooks=hooks, confirm=confirm, execution_nodes=execution_nodes,
-                     **overrides)
+                     requested=requested, **overrides)

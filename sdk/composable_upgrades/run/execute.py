@@ -54,6 +54,7 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
               hooks: Mapping[str, Sequence[HookFunction | str]] | None = None,
               confirm: Confirm | None = None,
               execution_nodes: NodesSpec | None = None,
+              requested: float | None = None,
               **overrides: Any) -> RunResult:
     """Run one stage of the plan prepared in ``working_dir``.
 
@@ -84,8 +85,11 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
     ``execution_nodes`` (a node file, its data, or :class:`~.nodes.ExecutionNodes`;
     default: the one kept in the plan) runs each step on those machines at
     once, through ansible-runner's streaming (see doc/scale-out.rst). ``dry_run``
-    runs nothing and returns a :class:`~.preview.DryRunResult`.
+    runs nothing and returns a :class:`~.preview.DryRunResult`. ``requested``
+    is when the run was asked for (a command's own start; default: this
+    call), recorded so that a forecast counts the start-up before the run.
     """
+    requested = time.time() if requested is None else requested
     options = RunOptions.build(options, **overrides)
     workdir = Workdir.at(working_dir)
     if dry_run:
@@ -125,7 +129,7 @@ def run_stage(working_dir: str | os.PathLike[str], stage: str,
             return run_request(
                 plan, request, executor, run_id=run_id, journal=journal, sink=log,
                 progress=_both(log.progress, progress), stop=stop,
-                hook_runner=hook_runner, confirm=confirm,
+                hook_runner=hook_runner, confirm=confirm, requested=requested,
                 notes=[stale_lock_note(lock.stale_owner)] if lock.stale_owner else [])
 
 

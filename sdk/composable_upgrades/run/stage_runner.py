@@ -50,18 +50,21 @@ def run_request(plan: PreparedPlan, request: RunRequest, executor: Executor, *,
                 journal: Journal, sink: RecordSink, progress: Progress | None = None,
                 stop: StopRequest | None = None, notes: Iterable[str] = (),
                 run_id: str | None = None, hook_runner: HookRunner | None = None,
-                confirm: Confirm | None = None) -> RunResult:
+                confirm: Confirm | None = None,
+                requested: float | None = None) -> RunResult:
     """Run ``request`` with ``executor``: the stage guard, the journal, the
     record ``sink`` and ``progress``, from start to end.
 
     ``hook_runner`` runs the request's hooks (one for ``plan`` by default);
-    ``confirm(batch, hosts)`` is asked before each batch after the first.
+    ``confirm(batch, hosts)`` is asked before each batch after the first;
+    ``requested`` is when the run was asked for (:attr:`.RunResult.requested`).
     """
     stage = request.stage
     result = RunResult(run_id=run_id or new_run_id(stage.name), stage=stage.name,
                        plan_sha=plan.sha256, status=RunStatus.NOTHING_TO_DO,
                        started=time.time(), options=request.options.as_dict(),
-                       batches=list(request.batches), notes=list(notes))
+                       batches=list(request.batches), notes=list(notes),
+                       requested=requested)
     guard(plan, journal, request, result)
     finished: set[tuple[int | str, str]] = set()
     earlier = StageProgress(stage.name, tuple(stage.hosts), tuple(stage.numbers))

@@ -83,6 +83,9 @@ class RunResult:
     records: list[TaskRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     run_dir: str | None = None
+    #: When the run was asked for, if known: a command's own start (the
+    #: seconds before ``started`` are its start-up).
+    requested: float | None = None
 
     @property
     def ok(self) -> bool:

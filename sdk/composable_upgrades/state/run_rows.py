@@ -22,12 +22,13 @@ def insert_run(db: sqlite3.Connection, result: RunResult) -> None:
     """The row of ``result``'s run, as it starts."""
     db.execute(
         "INSERT INTO runs (run_id, kind, stage, plan_sha, arguments, "
-        "started, status, notes, batches, run_dir) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "started, status, notes, batches, run_dir, requested) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (result.run_id, _run_kind(result), result.stage,
          result.plan_sha, _json(dict(result.options)), result.started,
          RunStatus.RUNNING, _json(list(result.notes)),
-         _json([list(b) for b in result.batches]), result.run_dir))
+         _json([list(b) for b in result.batches]), result.run_dir,
+         result.requested))
 
 
 def update_run(db: sqlite3.Connection, result: RunResult) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from composable_upgrades.errors import WorkdirError
 
 #: Version of the schema this module writes (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE runs (
@@ -54,18 +54,24 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_by_run ON tasks (run_id);
 """
 
+# Version 2: when a run was asked for (a command's own start), before the
+# run itself started; None when unknown.
+_SCHEMA_V2 = """
+ALTER TABLE runs ADD COLUMN requested REAL;
+"""
+
 # The files SQLite keeps beside the history.
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 #: Migrations: ``_MIGRATIONS[n]`` takes the schema from version n to n + 1.
-_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2)
 
 #: Columns of the ``tasks`` table, in :class:`~.results.TaskRecord` order.
 TASK_COLUMNS = ("run_id", "stage", "batch", "step", "host", "role", "task",
                 "service", "action", "status", "start", "duration", "message")
 #: Columns of the ``runs`` table.
 RUN_COLUMNS = ("run_id", "kind", "stage", "plan_sha", "arguments", "started",
-               "ended", "status", "notes", "batches", "run_dir")
+               "ended", "status", "notes", "batches", "run_dir", "requested")
 
 
 def connect(path: str) -> sqlite3.Connection:

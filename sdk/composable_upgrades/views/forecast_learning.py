@@ -7,9 +7,11 @@ From the successful stage runs of one or more run histories:
 - *contention*: how much a host's task takes longer for each task that
   starts with it (many forks on few CPUs), the slope of duration against
   that count among the hosts of one task (:func:`starting_together`);
-- overheads: a batch's start-up (the lanes' processes) at its first step,
-  the barrier between two steps, and the end of the run, each what the wall
-  time of the records shows beyond the tasks' own.
+- overheads: the command's start-up before the run starts (when the run
+  recorded when it was asked for), a batch's start-up (the lanes'
+  processes) at its first step, the barrier between two steps, and the end
+  of the run, each what the wall time of the records shows beyond the
+  tasks' own.
 
 :mod:`.forecast_model` draws a forecast from it; :mod:`.forecast` explains
 the model as a whole.
@@ -39,15 +41,17 @@ class Learned:
 
     ``durations``: (role, step) -> task -> intrinsic per-host durations, in
     seconds; ``contention``: seconds a host's task gains per task starting
-    with it (:func:`starting_together`), and its standard error; ``startup``, ``barrier``,
-    ``ending``: the overheads seen at a batch's first step, at each later
-    step, and at the end of a run.
+    with it (:func:`starting_together`), and its standard error; ``command``,
+    ``startup``, ``barrier``, ``ending``: the overheads seen before a run
+    started, at a batch's first step, at each later step, and at the end of
+    a run.
     """
 
     durations: Mapping[Key, Mapping[str, tuple[float, ...]]]
     contention: float
     contention_error: float = 0.0
     startup: tuple[float, ...] = ()
+    command: tuple[float, ...] = ()
     barrier: tuple[float, ...] = ()
     ending: tuple[float, ...] = ()
     runs: tuple[str, ...] = ()
@@ -72,7 +76,8 @@ def histories(working_dir: str | os.PathLike[str],
 def learn(sources: Sequence[History]) -> Learned:
     """What the successful (or paused) stage runs of ``sources`` teach (see the module)."""
     samples: dict[Key, dict[str, list[tuple[float, float]]]] = {}
-    overheads: dict[str, list[float]] = {"startup": [], "barrier": [], "ending": []}
+    overheads: dict[str, list[float]] = {"command": [], "startup": [], "barrier": [],
+                                         "ending": []}
     runs = []
     for source in sources:
         waves = _plan_waves(source)
@@ -87,6 +92,8 @@ def learn(sources: Sequence[History]) -> Learned:
             if not timed:
                 continue
             runs.append(f"{source.path}:{row.run_id}")
+            if row.requested is not None:
+                overheads["command"].append(max(0.0, row.started - row.requested))
             forks = int(row.arguments.get("forks") or default_forks())
             _learn_run(run, timed, forks, waves.get(run.stage, {}), samples, overheads)
     contention, error = _contention(samples)

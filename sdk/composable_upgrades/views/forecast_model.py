@@ -47,6 +47,7 @@ def predict(plan: PreparedPlan, learned: Learned, *, stage: str | None = None,
         raise StageError(f"stage {stage!r} runs all its hosts together; a batch "
                          "size applies to the batched stages", stage=stage)
     rng = numpy.random.default_rng(SEED)
+    sampler = _Sampler(rng, draws)
     # The slope is uncertain, and its error weighs on every host at once.
     contention = numpy.clip(rng.normal(learned.contention, learned.contention_error,
                                        size=(draws, 1)), 0.0, None)
@@ -67,7 +68,7 @@ def predict(plan: PreparedPlan, learned: Learned, *, stage: str | None = None,
                 if not in_play:
                     continue
                 values, keys, gaps = _step_draws(st, step, batch, total_forks, learned,
-                                                 contention, rng, draws)
+                                                 contention, sampler)
                 overhead = learned.startup if first else learned.barrier
                 values = values + _bootstrap(overhead, rng, draws)
                 first = False
@@ -86,7 +87,8 @@ def predict(plan: PreparedPlan, learned: Learned, *, stage: str | None = None,
                                         sum(e.observations for e in out_steps
                                             if e.stage == st.name and e.batch == number)))
             stage_draws += batch_draws
-        stage_draws += _bootstrap(learned.ending, rng, draws)
+        stage_draws += (_bootstrap(learned.command, rng, draws)
+                        + _bootstrap(learned.ending, rng, draws))
         p50, p90 = _quantiles(stage_draws)
         known = bool(observed)
         out_stages.append(Estimate(
@@ -117,8 +119,7 @@ def _stage_batches(plan: PreparedPlan, stage: PreparedStage,
 
 
 def _step_draws(stage: PreparedStage, step: Any, batch: Sequence[str], forks: int,
-                learned: Learned, contention: numpy.ndarray,
-                rng: numpy.random.Generator, draws: int
+                learned: Learned, contention: numpy.ndarray, sampler: _Sampler
                 ) -> tuple[numpy.ndarray, list[Key], list[str]]:
     """Draws of one step of one batch (without its overhead), the (role, step)
     keys it rests on, and its role plays with no record."""
@@ -131,7 +132,7 @@ def _step_draws(stage: PreparedStage, step: Any, batch: Sequence[str], forks: in
              if batch_set.intersection(play.hosts)
              and any(not t.never for t in play.tasks)}
     keys, gaps = [], []
-    total = numpy.zeros(draws)
+    total = numpy.zeros(sampler.draws)
     for wave in step.waves:
         lanes = []
         for role in wave:
@@ -146,29 +147,50 @@ def _step_draws(stage: PreparedStage, step: Any, batch: Sequence[str], forks: in
             hosts = len(batch_set.intersection(play.hosts))
             steps = lane_steps(stage, role, stage.numbers, stage.numbers[0])
             share = lane_forks(forks, stage, role, hosts, by_role, steps)
-            lanes.append((hosts, min(hosts, share), tasks))
+            lanes.append((hosts, min(hosts, share),
+                          {(role, step.number, t): v for t, v in tasks.items()}))
         if lanes:
-            total += _wave_draws(lanes, contention, rng, draws)
+            total += _wave_draws(lanes, contention, sampler)
     return total, keys, gaps
 
 
-def _smoothed(values: Sequence[float], rng: numpy.random.Generator,
-              shape: tuple[int, int]) -> numpy.ndarray:
-    """Draws from ``values`` with Gaussian noise of Silverman's bandwidth:
-    the slowest of many draws may pass the slowest value seen."""
-    import numpy
+class _Sampler:
+    """Draws of per-host task durations, one row per draw.
 
-    data = numpy.asarray(values, dtype=float)
-    drawn = rng.choice(data, size=shape)
-    if len(data) > 1 and data.std() > 0:
-        width = 1.06 * data.std(ddof=1) * len(data) ** -0.2
-        drawn = drawn + rng.normal(0.0, width, size=shape)
-    return numpy.clip(drawn, 0.0, None)
+    Each draw first resamples the observations of a task (a bootstrap of
+    the sample itself), then draws every host of every batch from that
+    resample: what a few observations say about the distribution is
+    uncertain, and that uncertainty weighs on all the batches of a draw at
+    once rather than averaging out over them. Gaussian noise of
+    Silverman's bandwidth lets the slowest of many draws pass the slowest
+    value seen.
+    """
+
+    def __init__(self, rng: numpy.random.Generator, draws: int) -> None:
+        self.rng, self.draws = rng, draws
+        self._pools: dict[Any, tuple[numpy.ndarray, float]] = {}
+
+    def durations(self, key: Any, values: Sequence[float], hosts: int) -> numpy.ndarray:
+        """A (draws, hosts) array of durations drawn from ``values``, the
+        observations of the task ``key``."""
+        import numpy
+
+        if key not in self._pools:
+            data = numpy.asarray(values, dtype=float)
+            pool = data[self.rng.integers(0, len(data), size=(self.draws, len(data)))]
+            width = (1.06 * data.std(ddof=1) * len(data) ** -0.2
+                     if len(data) > 1 and data.std() > 0 else 0.0)
+            self._pools[key] = (pool, width)
+        pool, width = self._pools[key]
+        picks = self.rng.integers(0, pool.shape[1], size=(self.draws, hosts))
+        drawn = numpy.take_along_axis(pool, picks, axis=1)
+        if width:
+            drawn = drawn + self.rng.normal(0.0, width, size=drawn.shape)
+        return numpy.clip(drawn, 0.0, None)
 
 
-def _wave_draws(lanes: list[tuple[int, int, Mapping[str, tuple[float, ...]]]],
-                contention: numpy.ndarray, rng: numpy.random.Generator,
-                draws: int) -> numpy.ndarray:
+def _wave_draws(lanes: list[tuple[int, int, Mapping[Any, tuple[float, ...]]]],
+                contention: numpy.ndarray, sampler: _Sampler) -> numpy.ndarray:
     """Draws of one wave: the slowest of its lanes (hosts, forks, durations).
 
     Each host's task takes its intrinsic duration plus ``contention`` times
@@ -179,14 +201,14 @@ def _wave_draws(lanes: list[tuple[int, int, Mapping[str, tuple[float, ...]]]],
     """
     import numpy
 
-    intrinsic = [[_smoothed(values, rng, (draws, hosts)) for values in tasks.values()]
+    intrinsic = [[sampler.durations(key, values, hosts) for key, values in tasks.items()]
                  for hosts, _, tasks in lanes]
     full = float(sum(slots for _, slots, _ in lanes))
     together = [[numpy.full_like(w, full) for w in tasks] for tasks in intrinsic]
     for rounds in range(_REFINE + 1):
         starts, ends, finish = [], [], []
         for (hosts, slots, _), tasks, levels in zip(lanes, intrinsic, together):
-            at = numpy.zeros(draws)
+            at = numpy.zeros(sampler.draws)
             for w, c in zip(tasks, levels):
                 began, ended = _schedule_times(w + contention * c, slots, at)
                 starts.append(began)
