@@ -164,6 +164,28 @@ def test_contention_is_learned_from_tasks_starting_together(tmp_path, late):
     assert learned.command == (pytest.approx(1.5),)
 
 
+def test_a_wait_for_the_operator_is_not_a_batch_start_up(tmp_path):
+    """Two batches, the second confirmed after 30 s (``--confirm-each``):
+    the first batch's start-up is learned, the second's holds the wait."""
+    wd, _ = _plan(tmp_path, 5)
+    records = [_record("compute-0", "Compute", 0, 100.0, 2.0),
+               _record("compute-1", "Compute", 0, 133.0, 2.0, batch=2)]
+
+    def learned(waited: float) -> Learned:
+        result = RunResult(run_id=f"run-{waited:g}", stage="compute", plan_sha="x",
+                           status="successful", started=99.0, ended=135.0,
+                           batches=[("compute-0",), ("compute-1",)], waited=waited)
+        with HistoryStore.at(tmp_path / f"w{waited:g}") as store:
+            store.start_run(result)
+            for r in records:
+                store.add(replace(r, run_id=result.run_id))
+            store.finish_run(result)
+        return learn([cu.History(tmp_path / f"w{waited:g}")])
+
+    assert learned(30.0).startup == (pytest.approx(1.0),)
+    assert learned(0.0).startup == (pytest.approx(1.0), pytest.approx(31.0))
+
+
 def test_no_history_says_what_is_missing_in_one_line(tmp_path):
     wd, _ = _plan(tmp_path, 5)
     result = cu.forecast(wd, stage="compute")

@@ -8,6 +8,7 @@ it with the same batches.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,7 @@ def test_confirm_each_asks_before_every_batch_after_the_first(tmp_path: Path) ->
 
     def confirm(batch: int, hosts: tuple[str, ...]) -> bool:
         asked.append((batch, hosts))
+        time.sleep(0.1)  # the operator reads the hosts
         return batch < 3
 
     executor = FakeExecutor()
@@ -97,6 +99,8 @@ def test_confirm_each_asks_before_every_batch_after_the_first(tmp_path: Path) ->
     assert {j.batch for j in executor.jobs} == {1, 2}
     assert result.status == "paused" and result.ok
     assert any("stopped before batch 3: not confirmed" in n for n in result.notes)
+    # The run keeps how long it waited for the answers (not its own time).
+    assert 0.2 <= result.waited < result.duration
 
 
 def test_options_of_batched_stages_are_refused_elsewhere() -> None:

@@ -162,8 +162,9 @@ def test_an_empty_version_0_file_is_migrated(tmp_path: Path) -> None:
 
 
 def test_a_version_1_file_gains_when_runs_were_requested(tmp_path: Path) -> None:
-    """Version 2 adds ``runs.requested``: a file version 1 wrote is migrated
-    as it is read, its runs keep everything and have no such time."""
+    """Version 2 adds ``runs.requested`` and ``runs.waited``: a file version 1
+    wrote is migrated as it is read, its runs keep everything, with no such
+    time and no wait."""
     from composable_upgrades.state.store_schema import _SCHEMA_V1
 
     path = Path(cu.Workdir.at(tmp_path).history_path)
@@ -174,12 +175,14 @@ def test_a_version_1_file_gains_when_runs_were_requested(tmp_path: Path) -> None
                    "VALUES ('old', 'stage', 'compute', 10.0, 20.0, 'successful')")
         db.execute("PRAGMA user_version = 1")
     old = History(tmp_path).run("old")
-    assert (old.stage, old.duration, old.requested) == ("compute", 10.0, None)
+    assert (old.stage, old.duration, old.requested, old.waited) == (
+        "compute", 10.0, None, 0.0)
     assert HistoryStore(path).schema_version() == 2
     asked = result()
-    asked.requested = asked.started - 1.5
+    asked.requested, asked.waited = asked.started - 1.5, 42.0
     store_run(tmp_path, asked, varied_records()[:1])
-    assert History(tmp_path).run("r1").requested == asked.started - 1.5
+    stored = History(tmp_path).run("r1")
+    assert (stored.requested, stored.waited) == (asked.started - 1.5, 42.0)
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

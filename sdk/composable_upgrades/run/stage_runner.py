@@ -206,7 +206,7 @@ class StageRunner:
             return False
         if pause is not None and ran >= pause:
             said = f"paused after {ran} batch{'es' if ran != 1 else ''} (--pause-after {pause})"
-        elif self.confirm is not None and not self.confirm(number, tuple(batch)):
+        elif self.confirm is not None and not self._confirmed(result, number, batch):
             said = f"stopped before batch {number}: not confirmed"
         else:
             return True
@@ -216,6 +216,14 @@ class StageRunner:
                             "left; continue with --resume")
         self.emit("note", message=result.notes[-1])
         return False
+
+    def _confirmed(self, result: RunResult, number: int, batch: Sequence[str]) -> bool:
+        """The operator's answer for batch ``number``; the wait is kept."""
+        began = time.monotonic()
+        try:
+            return self.confirm(number, tuple(batch))
+        finally:
+            result.waited += time.monotonic() - began
 
     def run_batch(self, result: RunResult, session: BatchSession | None,
                   number: int, batch: Sequence[str],

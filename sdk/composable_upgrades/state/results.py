@@ -86,6 +86,8 @@ class RunResult:
     #: When the run was asked for, if known: a command's own start (the
     #: seconds before ``started`` are its start-up).
     requested: float | None = None
+    #: Seconds the run waited for the operator's answers (``confirm``).
+    waited: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -35,10 +35,10 @@ def update_run(db: sqlite3.Connection, result: RunResult) -> None:
     """``result``'s row, with how its run ended."""
     db.execute(
         "UPDATE runs SET ended = ?, status = ?, notes = ?, "
-        "batches = ?, run_dir = ? WHERE run_id = ?",
+        "batches = ?, run_dir = ?, waited = ? WHERE run_id = ?",
         (result.ended, result.status, _json(list(result.notes)),
          _json([list(b) for b in result.batches]), result.run_dir,
-         result.run_id))
+         result.waited, result.run_id))
 
 
 def insert_prepare(db: sqlite3.Connection, run_id: str, plan_sha: str,

@@ -43,6 +43,7 @@ class RunRow:
     batches: tuple[tuple[str, ...], ...]
     run_dir: str | None
     requested: float | None = None
+    waited: float = 0.0
     hosts: int = 0
     failed_hosts: int = 0
     tasks: int = 0
@@ -97,10 +98,10 @@ class HistoryReader:
 
 def _run_row(row: Sequence[Any], counts: Sequence[int]) -> RunRow:
     (run_id, kind, stage, plan_sha, arguments, started, ended, status, notes,
-     batches, run_dir, requested) = row
+     batches, run_dir, requested, waited) = row
     return RunRow(run_id=run_id, kind=kind, stage=stage, plan_sha=plan_sha,
                   arguments=json.loads(arguments), started=started, ended=ended,
                   status=status, notes=tuple(json.loads(notes)),
                   batches=tuple(tuple(b) for b in json.loads(batches)),
-                  run_dir=run_dir, requested=requested, hosts=counts[0], failed_hosts=counts[1],
+                  run_dir=run_dir, requested=requested, waited=waited, hosts=counts[0], failed_hosts=counts[1],
                   tasks=counts[2])

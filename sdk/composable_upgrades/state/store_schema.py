@@ -55,9 +55,11 @@ CREATE INDEX tasks_by_run ON tasks (run_id);
 """
 
 # Version 2: when a run was asked for (a command's own start), before the
-# run itself started; None when unknown.
+# run itself started, None when unknown; and the seconds it waited for the
+# operator's answers (--confirm-each) while it ran.
 _SCHEMA_V2 = """
 ALTER TABLE runs ADD COLUMN requested REAL;
+ALTER TABLE runs ADD COLUMN waited REAL NOT NULL DEFAULT 0;
 """
 
 # The files SQLite keeps beside the history.
@@ -71,7 +73,7 @@ TASK_COLUMNS = ("run_id", "stage", "batch", "step", "host", "role", "task",
                 "service", "action", "status", "start", "duration", "message")
 #: Columns of the ``runs`` table.
 RUN_COLUMNS = ("run_id", "kind", "stage", "plan_sha", "arguments", "started",
-               "ended", "status", "notes", "batches", "run_dir", "requested")
+               "ended", "status", "notes", "batches", "run_dir", "requested", "waited")
 
 
 def connect(path: str) -> sqlite3.Connection:

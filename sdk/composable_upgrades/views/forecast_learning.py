@@ -95,7 +95,8 @@ def learn(sources: Sequence[History]) -> Learned:
             if row.requested is not None:
                 overheads["command"].append(max(0.0, row.started - row.requested))
             forks = int(row.arguments.get("forks") or default_forks())
-            _learn_run(run, timed, forks, waves.get(run.stage, {}), samples, overheads)
+            _learn_run(run, timed, forks, waves.get(run.stage, {}), samples, overheads,
+                       waited=row.waited > 0)
     contention, error = _contention(samples)
     durations = {key: {task: tuple(max(0.0, d - contention * c) for d, c in values)
                        for task, values in tasks.items()}
@@ -120,9 +121,11 @@ def _plan_waves(source: History) -> dict[str, dict[Any, tuple[tuple[str, ...], .
 def _learn_run(run: RunResult, timed: list[TaskRecord], forks: int,
                waves: Mapping[Any, tuple[tuple[str, ...], ...]],
                samples: dict[Key, dict[str, list[tuple[float, float]]]],
-               overheads: dict[str, list[float]]) -> None:
+               overheads: dict[str, list[float]], *, waited: bool = False) -> None:
     """Add one run's durations (with how many tasks started with each) and
-    overheads."""
+    overheads. A run that ``waited`` for the operator before its batches
+    (``--confirm-each``) teaches no batch's start-up but the first's: the
+    others hold the wait."""
     import numpy
 
     groups: dict[tuple[int, Any], list[TaskRecord]] = {}
@@ -140,7 +143,8 @@ def _learn_run(run: RunResult, timed: list[TaskRecord], forks: int,
         end = float(ends.max())
         modelled = _recorded_step(records, forks, waves.get(step))
         kind = "startup" if batch != last_batch else "barrier"
-        overheads[kind].append(max(0.0, end - mark - modelled))
+        if not (waited and kind == "startup" and last_batch is not None):
+            overheads[kind].append(max(0.0, end - mark - modelled))
         mark, last_batch = end, batch
     if run.ended:
         overheads["ending"].append(max(0.0, run.ended - mark))

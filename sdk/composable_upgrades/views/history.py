@@ -85,7 +85,7 @@ class History:
             batches=[tuple(b) for b in row.batches],
             steps=step_outcomes(records, default_time=row.started),
             records=records, notes=[self.scrub(n) for n in row.notes],
-            run_dir=row.run_dir, requested=row.requested)
+            run_dir=row.run_dir, requested=row.requested, waited=row.waited)
 
     def scrub(self, text: str) -> str:
         """``text`` as the history shows it: the secrets of the current and the
