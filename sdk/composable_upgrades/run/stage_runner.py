@@ -83,7 +83,8 @@ def run_request(plan: PreparedPlan, request: RunRequest, executor: Executor, *,
     hook_runner = hook_runner or HookRunner(plan)
     runner = StageRunner(request, executor, journal=journal, sink=sink,
                          progress=progress, stop=stop or StopRequest(),
-                         hook_runner=hook_runner, earlier=earlier, confirm=confirm)
+                         hook_runner=hook_runner, earlier=earlier,
+                         confirm=_timed(confirm, result) if confirm else None)
     result.run_dir = executor.start(result.run_id, stage.name)
     hook_runner.run_dir = result.run_dir
     sink.start_run(result)
@@ -121,6 +122,18 @@ def guard(plan: PreparedPlan, journal: Journal, request: RunRequest,
 
 #: Asked before a batch after the first: (batch number, its hosts) -> go on?
 Confirm = Callable[[int, tuple[str, ...]], bool]
+
+
+def _timed(confirm: Confirm, result: RunResult) -> Confirm:
+    """``confirm``, with the time spent waiting for each answer added to
+    ``result.waited`` (a forecast leaves it out)."""
+    def asked(batch: int, hosts: tuple[str, ...]) -> bool:
+        began = time.monotonic()
+        try:
+            return confirm(batch, hosts)
+        finally:
+            result.waited += time.monotonic() - began
+    return asked
 
 
 class StageRunner:
@@ -206,7 +219,7 @@ class StageRunner:
             return False
         if pause is not None and ran >= pause:
             said = f"paused after {ran} batch{'es' if ran != 1 else ''} (--pause-after {pause})"
-        elif self.confirm is not None and not self._confirmed(result, number, batch):
+        elif self.confirm is not None and not self.confirm(number, tuple(batch)):
             said = f"stopped before batch {number}: not confirmed"
         else:
             return True
@@ -216,14 +229,6 @@ class StageRunner:
                             "left; continue with --resume")
         self.emit("note", message=result.notes[-1])
         return False
-
-    def _confirmed(self, result: RunResult, number: int, batch: Sequence[str]) -> bool:
-        """The operator's answer for batch ``number``; the wait is kept."""
-        began = time.monotonic()
-        try:
-            return self.confirm(number, tuple(batch))
-        finally:
-            result.waited += time.monotonic() - began
 
     def run_batch(self, result: RunResult, session: BatchSession | None,
                   number: int, batch: Sequence[str],
