@@ -103,5 +103,5 @@ def _run_row(row: Sequence[Any], counts: Sequence[int]) -> RunRow:
                   arguments=json.loads(arguments), started=started, ended=ended,
                   status=status, notes=tuple(json.loads(notes)),
                   batches=tuple(tuple(b) for b in json.loads(batches)),
-                  run_dir=run_dir, requested=requested, waited=waited, hosts=counts[0], failed_hosts=counts[1],
-                  tasks=counts[2])
+                  run_dir=run_dir, requested=requested, waited=waited,
+                  hosts=counts[0], failed_hosts=counts[1], tasks=counts[2])

@@ -14,11 +14,12 @@ slowest of 50, not for the average.
 The forecast comes in three parts: what the records teach
 (:mod:`.forecast_learning`: per-host task durations, the contention of
 tasks starting together, the overheads of the command's and each batch's
-start-up, barriers and the run's end), the statistical model that plays the stage out many times from it
-(:mod:`.forecast_model`), and the figures with their frames, comparison and
-chart (:mod:`.forecast_report`). This module puts them together: a plan's
-forecast from its run history (:func:`forecast`) and a table of what other
-batch sizes and forks would give (:func:`what_if`). Roles and steps with no
+start-up, barriers and the run's end), the statistical model that plays
+the stage out many times from it (:mod:`.forecast_model`), and the
+figures with their frames, comparison and chart (:mod:`.forecast_report`).
+This module puts them together: a plan's forecast from its run history
+(:func:`forecast`) and a table of what other batch sizes and forks would
+give (:func:`what_if`). Roles and steps with no
 record are named (:attr:`.Forecast.missing`), never counted as zero silently.
 """
 

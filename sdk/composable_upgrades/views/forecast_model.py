@@ -1,11 +1,14 @@
 """The forecast's statistical model: a stage played out many times.
 
 :func:`predict` draws each host's duration from what was recorded (a
-smoothed bootstrap, so that the slowest of many hosts can be slower than the
-slowest one seen), adds the contention of the tasks that start with it,
-schedules the hosts of each lane on its forks, adds the overheads drawn from
-those seen, and repeats: the median and the 90th percentile of those draws
-are the figures (see :mod:`.forecast` for what a stage's time is made of).
+smoothed bootstrap of a resample per draw, so that the slowest of many
+hosts can be slower than the slowest one seen, and so that what few
+observations leave uncertain weighs on every batch of a draw), adds the
+contention of the tasks that start with it, schedules the hosts of each
+lane on its forks, adds the overheads drawn from those seen (the command's
+start-up once per run), and repeats: the median and the 90th percentile of
+those draws are the figures (see :mod:`.forecast` for what a stage's time
+is made of).
 """
 
 from __future__ import annotations
