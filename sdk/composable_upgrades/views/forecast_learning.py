@@ -50,8 +50,8 @@ class Learned:
     durations: Mapping[Key, Mapping[str, tuple[float, ...]]]
     contention: float
     contention_error: float = 0.0
-    startup: tuple[float, ...] = ()
     command: tuple[float, ...] = ()
+    startup: tuple[float, ...] = ()
     barrier: tuple[float, ...] = ()
     ending: tuple[float, ...] = ()
     runs: tuple[str, ...] = ()
