@@ -127,7 +127,7 @@ HOOK = """\
   gather_facts: false
   tasks:
     - name: Record the hook
-      ansible.builtin.shell: >-
+      ansible.builtin.raw: >-
         echo "{name} {{{{ upgrade_stage }}}} {{{{ upgrade_batch }}}}/{{{{ upgrade_batches }}}}
         {{{{ upgrade_batch_hosts | join(',') }}}}
         {{{{ groups['Compute'] | length }}}}" >> {log}

@@ -38,7 +38,7 @@ HOOK = """\
   gather_facts: false
   tasks:
     - name: Record the hook   # {marker}
-      ansible.builtin.shell: >-
+      ansible.builtin.raw: >-
         echo "{name} {{{{ upgrade_stage }}}} {{{{ upgrade_batch }}}}
         {{{{ upgrade_batch_hosts | join(',') }}}} {{{{ playbook_dir }}}}" >> {log}
     - name: Fail when asked
