@@ -2,9 +2,10 @@
 
 A sandboxed controlplane of Database, Messaging and Controller (Controller's
 keystone needs Database's mysql; Messaging needs neither) and a compute
-stage of Compute and CephStorage hosts, whose tasks sleep a little: the
-records' times show which plays ran at once, that every step stayed a
-barrier, and that each role kept one ansible-playbook process per batch.
+stage of Compute and CephStorage hosts, whose tasks sleep a little (raw
+commands, which start no module process on the host): the records' times
+show which plays ran at once, that every step stayed a barrier, and that
+each role kept one ansible-playbook process per batch.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def outputs() -> cu.StackOutputs:
     for role, (service, count) in ROLES.items():
         role_data[role] = {"service_names": [service], "upgrade_tasks": [
             {"name": f"{service} step {step}", "when": f"step|int == {step}",
-             "ansible.builtin.command": f"sleep {SLEEP}"} for step in (1, 2, 3)]}
+             "ansible.builtin.raw": f"sleep {SLEEP}"} for step in (1, 2, 3)]}
         host_vars[role] = {f"{role.lower()}-{i}": {} for i in range(count)}
     return cu.StackOutputs.from_mapping(
         {"RehearsalSandbox": True, "RoleData": role_data,

@@ -12,6 +12,7 @@ the in-memory executor.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -302,22 +303,41 @@ def test_the_dry_run_of_converge_shows_a_call_and_hooks_per_host(
     assert len(preview.hooks) == 2 * len(hosts)
 
 
-def test_the_demo_drains_each_compute_before_converge_reboots_it(
-        tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def upgraded_demo(tmp_path_factory):
+    """The demo, its drain hook kept in the plan, two instances per compute,
+    upgraded (computes in batches of 3, each drained first): a function that
+    puts that cloud back in place and returns (working dir, fleet, moves
+    logged so far). Each test converges its own copy at the same paths."""
     from composable_upgrades.rehearsal.demo import demo_hooks_path
-    from composable_upgrades.rehearsal.invariants import INSTANCES
 
-    fleet = cu.Fleet.at(tmp_path / "fleet")
-    wd = tmp_path / "wd"
+    root = tmp_path_factory.mktemp("upgraded-demo")
+    live, kept = root / "live", root / "kept"
+    fleet = cu.Fleet.at(live / "fleet")
+    wd = live / "wd"
     prepared = cu.prepare(cu.demo_outputs(), wd, fleet=fleet, hooks_file=demo_hooks_path(),
                           dependencies_file=cu.demo_dependencies_path())
     cu.seed_fleet(fleet, prepared.prepared, instances=2)
     assert cu.run_stage(wd, "controlplane").ok
     assert cu.run_stage(wd, "compute", batch_size=3).ok  # drained by the plan's hook
-    plan = cu.Workdir.at(wd).load_plan()
-    assert cu.check_invariants(fleet, plan, "compute").ok
+    assert cu.check_invariants(fleet, cu.Workdir.at(wd).load_plan(), "compute").ok
     moved = len((Path(fleet.host_root("undercloud")) / "instances.log")
                 .read_text().splitlines())
+    assert moved
+    shutil.copytree(live, kept, symlinks=True)
+
+    def restore() -> tuple[Path, cu.Fleet, int]:
+        shutil.rmtree(live)
+        shutil.copytree(kept, live, symlinks=True)
+        return wd, fleet, moved
+    return restore
+
+
+def test_the_demo_drains_each_compute_before_converge_reboots_it(upgraded_demo) -> None:
+    from composable_upgrades.rehearsal.invariants import INSTANCES
+
+    wd, fleet, moved = upgraded_demo()
+    plan = cu.Workdir.at(wd).load_plan()
     result = cu.converge(wd)
     assert result.status == "successful", result.notes
     converge = plan.stage("converge")
@@ -337,20 +357,18 @@ def test_the_demo_drains_each_compute_before_converge_reboots_it(
                .read_text().splitlines()) > moved  # computes drained again
 
 
-def test_the_instance_invariant_catches_a_reboot_with_instances(tmp_path: Path) -> None:
-    from composable_upgrades.rehearsal.demo import demo_hooks_path
+def test_the_instance_invariant_catches_a_reboot_with_instances(
+        upgraded_demo, tmp_path: Path) -> None:
     from composable_upgrades.rehearsal.invariants import INSTANCES
 
-    fleet = cu.Fleet.at(tmp_path / "fleet")
-    wd = tmp_path / "wd"
-    prepared = cu.prepare(cu.demo_outputs(), wd, fleet=fleet,
-                          dependencies_file=cu.demo_dependencies_path())
-    cu.seed_fleet(fleet, prepared.prepared, instances=1)
-    assert cu.run_stage(wd, "controlplane").ok
-    # Drained for the upgrade, not for the reboots.
-    assert cu.run_stage(wd, "compute", batch_size=3, hooks_file=demo_hooks_path()).ok
-    assert cu.check_invariants(fleet, cu.Workdir.at(wd).load_plan(), "compute").ok
-    assert cu.converge(wd).status == "successful"
+    wd, fleet, moved = upgraded_demo()
+    # Drained for the upgrade, not for the reboots: a hooks file of its own,
+    # with no hook, replaces the plan's.
+    none = tmp_path / "no-hooks.yaml"
+    none.write_text("{}\n")
+    assert cu.converge(wd, hooks_file=str(none)).status == "successful"
+    assert len((Path(fleet.host_root("undercloud")) / "instances.log")
+               .read_text().splitlines()) == moved
     report = cu.check_invariants(fleet, cu.Workdir.at(wd).load_plan(), "converge")
     check = next(c for c in report.checks if c.name == INSTANCES)
     # Each compute rebooted with the instances the drains had left on it.
