@@ -538,8 +538,8 @@ def test_a_host_var_carrying_credentials_reaches_only_a_plan_that_uses_it(tmp_pa
     inventory = Path(unused.prepared.file("inventory.yaml")).read_text()
     assert "Sup3rS3cr3t" not in inventory and "plain: kept" in inventory
 
-    data["RoleData"]["Compute"]["upgrade_tasks"][0]["ansible.builtin.copy"][
-        "content"] = "{{ transport_url }}"
+    data["RoleData"]["Compute"]["upgrade_tasks"][0]["ansible.builtin.raw"] = (
+        "echo '{{ transport_url }}' > '{{ rehearsal_root }}/url'")
     used = cu.prepare(load(tmp_path, data), tmp_path / "wd2")
     assert url in Path(used.prepared.file("inventory.yaml")).read_text()
 
