@@ -13,14 +13,15 @@ import ast
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nbformat
 import pytest
 import yaml
-from nbclient import NotebookClient
 
 import composable_upgrades as cu
+
+if TYPE_CHECKING:  # imported where used: nbformat takes a second to import
+    import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -142,6 +143,9 @@ CHECKS = {
 
 def _execute(name: str, tmp: Path) -> tuple[nbformat.NotebookNode, dict[str, Any]]:
     """Run notebook ``name`` plus its check cell; the notebook and the summary."""
+    import nbformat
+    from nbclient import NotebookClient
+
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(CHECKS[name]))
     env = dict(os.environ, TMPDIR=str(tmp), MPLBACKEND="Agg")
@@ -186,6 +190,8 @@ def _images(nb: nbformat.NotebookNode) -> int:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_committed_without_outputs(name):
+    import nbformat
+
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     nbformat.validate(nb)
     assert nb.nbformat == 4
@@ -197,6 +203,8 @@ def test_committed_without_outputs(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_uses_only_the_public_sdk(name):
+    import nbformat
+
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     imported: set[str] = set()
     used: set[str] = set()
