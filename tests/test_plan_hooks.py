@@ -303,6 +303,12 @@ def test_the_dry_run_of_converge_shows_a_call_and_hooks_per_host(
     assert len(preview.hooks) == 2 * len(hosts)
 
 
+def _moves(fleet: cu.Fleet) -> int:
+    """How many instance moves the demo's drain hook has logged."""
+    return len((Path(fleet.host_root("undercloud")) / "instances.log")
+               .read_text().splitlines())
+
+
 @pytest.fixture(scope="module")
 def upgraded_demo(tmp_path_factory):
     """The demo, its drain hook kept in the plan, two instances per compute,
@@ -321,8 +327,7 @@ def upgraded_demo(tmp_path_factory):
     assert cu.run_stage(wd, "controlplane").ok
     assert cu.run_stage(wd, "compute", batch_size=3).ok  # drained by the plan's hook
     assert cu.check_invariants(fleet, cu.Workdir.at(wd).load_plan(), "compute").ok
-    moved = len((Path(fleet.host_root("undercloud")) / "instances.log")
-                .read_text().splitlines())
+    moved = _moves(fleet)
     assert moved
     shutil.copytree(live, kept, symlinks=True)
 
@@ -353,8 +358,7 @@ def test_the_demo_drains_each_compute_before_converge_reboots_it(upgraded_demo) 
     report = cu.check_invariants(fleet, plan, "converge")
     check = next(c for c in report.checks if c.name == INSTANCES)
     assert report.ok and check.ok, report
-    assert len((Path(fleet.host_root("undercloud")) / "instances.log")
-               .read_text().splitlines()) > moved  # computes drained again
+    assert _moves(fleet) > moved  # computes drained again
 
 
 def test_the_instance_invariant_catches_a_reboot_with_instances(
@@ -367,8 +371,7 @@ def test_the_instance_invariant_catches_a_reboot_with_instances(
     none = tmp_path / "no-hooks.yaml"
     none.write_text("{}\n")
     assert cu.converge(wd, hooks_file=str(none)).status == "successful"
-    assert len((Path(fleet.host_root("undercloud")) / "instances.log")
-               .read_text().splitlines()) == moved
+    assert _moves(fleet) == moved
     report = cu.check_invariants(fleet, cu.Workdir.at(wd).load_plan(), "converge")
     check = next(c for c in report.checks if c.name == INSTANCES)
     # Each compute rebooted with the instances the drains had left on it.
